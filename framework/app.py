@@ -1,0 +1,266 @@
+"""The ``App``: where a bot registers its handlers, and the ASGI application that serves them.
+
+>>> from framework import App, Context
+>>> app = App()
+>>> @app.on("issues.opened")
+... async def needs_response(ctx: Context) -> None:
+...     await ctx.github.post(
+...         f"/repos/{ctx.repo_full_name}/issues/{ctx.event.issue.number}/labels",
+...         json={"labels": ["needs-response"]},
+...     )
+
+Serve it with ``python -m framework run bot.py`` (or any ASGI server: ``App`` is an ASGI
+application). Settings come from the environment and ``.env`` (see :mod:`framework.settings`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from framework._version import __version__
+from framework.app_jwt import AppJWT
+from framework.client import AppAuth, GitHubClient, InstallationAuth, new_http_client
+from framework.delivery import Delivery
+from framework.errors import AuthenticationError, ConfigurationError, GitHubAPIError
+from framework.events.typed_on import TypedOn
+from framework.private_key import load_private_key
+from framework.receive import Receive, Scope, Send, WebhookReceiver
+from framework.routing import ANY, Handler, Router
+from framework.runner import Runner
+from framework.settings import Settings, load_settings
+from framework.signature import SignatureVerifier
+from framework.tokens import AccessToken, InstallationTokens, TokenScope
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger("framework")
+
+
+class App(TypedOn):
+    """A GitHub App bot: handlers by event, and the clients they need.
+
+    ``settings`` defaults to reading the environment (and ``.env``) when first needed, so a
+    bot module can create its ``App()`` at import time.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, name: str = "bot") -> None:
+        self.name = name
+        self.router = Router()
+        self._settings = settings
+        self._runner: Runner | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._jwt: AppJWT | None = None
+        self._tokens = InstallationTokens(self._mint_token)
+        self._receiver: WebhookReceiver | None = None
+        self._starlette: Starlette | None = None
+
+    # Registering handlers -------------------------------------------------------------
+
+    def _register(self, events: str | Iterable[str]) -> Callable[[F], F]:
+        def decorator(fn: F) -> F:
+            self.router.add(events, fn)
+            return fn
+
+        return decorator
+
+    def on_any(self, fn: F) -> F:
+        """Decorator: run ``fn`` for every event."""
+        self.router.add(ANY, fn)
+        return fn
+
+    def on_error(self, fn: F) -> F:
+        """Decorator: ``fn(ctx, error)`` runs whenever a handler raises."""
+        self.router.error_handlers.append(Handler.of(fn))
+        return fn
+
+    # Settings and credentials ---------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The app's settings, read from the environment on first use."""
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+    @property
+    def runner(self) -> Runner:
+        """The queue and workers that run handlers."""
+        if self._runner is None:
+            self._runner = Runner(self, self.settings.handler_concurrency)
+        return self._runner
+
+    @property
+    def jwt(self) -> AppJWT:
+        """The app's JWT signer, built from ``APP_ID``/``CLIENT_ID`` and the private key."""
+        if self._jwt is None:
+            s = self.settings
+            issuer = s.client_id or s.app_id
+            if not issuer:
+                raise ConfigurationError("APP_ID is not set: the app cannot authenticate")
+            key_text = s.private_key.get_secret_value() if s.private_key else None
+            self._jwt = AppJWT(issuer, load_private_key(key_text, s.private_key_path))
+        return self._jwt
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The connection pool every client of this app shares."""
+        if self._http is None or self._http.is_closed:
+            s = self.settings
+            agent = f"{self.name} (framework/{__version__})"
+            self._http = new_http_client(s.github_api_url, s.github_api_version, agent)
+        return self._http
+
+    @property
+    def github(self) -> GitHubClient:
+        """A client authenticated as the app itself (JWT), for ``/app/...`` endpoints."""
+        return GitHubClient(self.http, AppAuth(self.jwt))
+
+    def installation_client(
+        self,
+        installation_id: int,
+        *,
+        repositories: Iterable[str] | None = None,
+        repository_ids: Iterable[int] | None = None,
+        permissions: Mapping[str, str] | None = None,
+    ) -> GitHubClient:
+        """A client acting as an installation, for use outside handlers too.
+
+        Narrow it with ``repositories`` / ``repository_ids`` / ``permissions``; its token is
+        then minted for that scope only. No request is made until the client is used.
+
+        >>> gh = app.installation_client(await app.installation_id(repo="octo/hello"))
+        ...  # doctest: +SKIP
+        """
+        scope = TokenScope.of(repositories, repository_ids, permissions)
+        return GitHubClient(self.http, InstallationAuth(self._tokens, installation_id, scope))
+
+    async def installation_id(
+        self, *, repo: str | None = None, org: str | None = None, user: str | None = None
+    ) -> int:
+        """The id of the app's installation on a repository (``"owner/name"``), org or user."""
+        given = [(k, v) for k, v in (("repo", repo), ("org", org), ("user", user)) if v]
+        if len(given) != 1:
+            raise ValueError("name exactly one of repo=, org= or user=")
+        kind, value = given[0]
+        path = {"repo": "/repos/{}/installation", "org": "/orgs/{}/installation"}.get(
+            kind, "/users/{}/installation"
+        )
+        response = await self.github.get(path.format(value))
+        return int(response.json()["id"])
+
+    async def _mint_token(self, installation_id: int, scope: TokenScope) -> AccessToken:
+        body = scope.body()
+        try:
+            response = await self.github.post(
+                f"/app/installations/{installation_id}/access_tokens",
+                json=body if body else None,
+            )
+        except GitHubAPIError as exc:
+            if exc.status == 401:
+                raise AuthenticationError(
+                    f"GitHub refused the app's JWT while minting a token for installation "
+                    f"{installation_id} ({exc.message}): check APP_ID/CLIENT_ID and PRIVATE_KEY"
+                ) from None
+            raise
+        logger.debug("minted an access token for installation %s", installation_id)
+        return AccessToken.from_response(response.json())
+
+    # Receiving and running deliveries --------------------------------------------------
+
+    def accept(self, delivery: Delivery) -> bool:
+        """Queue a verified delivery for its handlers; False when no handler wants it."""
+        installation_id = delivery.installation_id
+        if (
+            delivery.name == "installation"
+            and delivery.action in ("deleted", "suspend")
+            and installation_id is not None
+        ):
+            # Its tokens stopped working; a later reinstall must not be served a dead one.
+            self._tokens.forget_installation(installation_id)
+        if not self.router.match(delivery.name, delivery.action):
+            return False
+        runner = self.runner
+        if not runner.started:
+            runner.start()  # served without lifespan events (e.g. httpx's ASGITransport)
+        runner.submit(delivery)
+        return True
+
+    async def receive(
+        self,
+        name: str,
+        payload: dict[str, Any],
+        *,
+        delivery_id: str = "local",
+        headers: Mapping[str, str] | None = None,
+    ) -> list[BaseException]:
+        """Run the handlers for one event now and wait for them; return their errors.
+
+        No signature is checked: this is for tests and ``python -m framework receive``.
+        """
+        delivery = Delivery(id=delivery_id, name=name, payload=payload, headers=headers or {})
+        return await self.runner.run(delivery)
+
+    async def wait_idle(self) -> None:
+        """Wait until every delivery accepted so far has been handled."""
+        await self.runner.join()
+
+    # Serving ----------------------------------------------------------------------------
+
+    def _verifier(self) -> SignatureVerifier | None:
+        s = self.settings
+        secrets = s.webhook_secrets()
+        if secrets:
+            return SignatureVerifier(secrets, allow_sha1=s.webhook_allow_sha1)
+        if s.allow_unsigned_webhooks:
+            logger.warning("ALLOW_UNSIGNED_WEBHOOKS is set: deliveries are NOT verified")
+            return None
+        raise ConfigurationError(
+            "WEBHOOK_SECRET is not set: set it to the app's webhook secret "
+            "(or ALLOW_UNSIGNED_WEBHOOKS=true, for local development only)"
+        )
+
+    @asynccontextmanager
+    async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        """Start the workers on startup; drain them and close connections on shutdown."""
+        self.runner.start()
+        logger.info("%s ready: deliveries at %s", self.name, self.settings.webhook_path)
+        try:
+            yield
+        finally:
+            await self.runner.stop(self.settings.shutdown_grace_seconds)
+            if self._http is not None:
+                await self._http.aclose()
+
+    def _build(self) -> None:
+        s = self.settings
+        runner = self.runner
+        self._receiver = WebhookReceiver(
+            self.accept, lambda: not runner.stopping, self._verifier(), s.webhook_max_bytes
+        )
+        self._starlette = Starlette(
+            routes=[Route("/healthz", _healthz, methods=["GET", "HEAD"])],
+            lifespan=self.lifespan,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._starlette is None:
+            self._build()
+        if scope["type"] == "http" and scope["path"] == self.settings.webhook_path:
+            assert self._receiver is not None
+            await self._receiver(scope, receive, send)
+        else:
+            assert self._starlette is not None
+            await self._starlette(scope, receive, send)
+
+
+async def _healthz(_: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})

@@ -1,0 +1,142 @@
+"""What a handler receives: the event, a client for its installation, a bound logger.
+
+``Context`` is generic in the event model, so an editor completes ``ctx.event.issue.title``
+in a handler annotated ``ctx: Context[IssuesOpened]``::
+
+    @app.on("issues.opened")
+    async def greet(ctx: Context[IssuesOpened]) -> None:
+        await ctx.github.post(f"/repos/{ctx.repo_full_name}/issues/{ctx.event.issue.number}"
+                              "/comments", json={"body": "Thanks!"})
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, cast
+
+from typing_extensions import TypeVar
+
+from framework.client import GitHubClient
+from framework.delivery import Delivery
+from framework.errors import NoInstallation
+from framework.events import Event
+from framework.log import BoundLogger
+
+if TYPE_CHECKING:
+    from framework.app import App
+
+E = TypeVar("E", bound=Event, default=Event, covariant=True)
+
+
+class Context(Generic[E]):
+    """One delivery as seen by its handlers. Shared by every handler of that delivery."""
+
+    __slots__ = ("_github", "app", "delivery", "log")
+
+    def __init__(self, app: App, delivery: Delivery, log: BoundLogger) -> None:
+        self.app = app
+        self.delivery = delivery
+        self.log = log
+        """A logger bound to the delivery id, event, action and installation."""
+        self._github: GitHubClient | None = None
+
+    @property
+    def event(self) -> E:
+        """The typed event (parsed on first access)."""
+        return cast(E, self.delivery.event)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload as received, a plain dict."""
+        return self.delivery.payload
+
+    @property
+    def name(self) -> str:
+        """The event name (``X-GitHub-Event``), e.g. ``"issues"``."""
+        return self.delivery.name
+
+    @property
+    def action(self) -> str | None:
+        """The payload's ``action``, e.g. ``"opened"``; None for events without one."""
+        return self.delivery.action
+
+    @property
+    def delivery_id(self) -> str:
+        """``X-GitHub-Delivery``: the same on every redelivery of this event.
+
+        Use it as the idempotency key of a handler's side effects.
+        """
+        return self.delivery.id
+
+    @property
+    def installation_id(self) -> int | None:
+        """The installation the event was sent for; None for app-level events such as ping."""
+        return self.delivery.installation_id
+
+    @property
+    def github(self) -> GitHubClient:
+        """A client authenticated as the event's installation.
+
+        Raises :class:`~framework.errors.NoInstallation` for events not sent for an
+        installation; use ``ctx.app.github`` (the app's own client) there.
+        """
+        if self._github is None:
+            installation_id = self.installation_id
+            if installation_id is None:
+                raise NoInstallation(
+                    f"the {self.delivery.key} event was not sent for an installation, so there "
+                    "is no installation client; use ctx.app.github for app-level calls"
+                )
+            self._github = self.app.installation_client(installation_id)
+        return self._github
+
+    @property
+    def repo_full_name(self) -> str:
+        """``owner/name`` of the event's repository."""
+        owner, repo = self._owner_repo()
+        return f"{owner}/{repo}"
+
+    @property
+    def is_bot(self) -> bool:
+        """Whether the event was caused by a bot account (including this app itself)."""
+        sender = self.payload.get("sender")
+        return isinstance(sender, dict) and sender.get("type") == "Bot"
+
+    def _owner_repo(self) -> tuple[str, str]:
+        repository = self.payload.get("repository")
+        if not isinstance(repository, dict) or "name" not in repository:
+            raise ValueError(f"the {self.delivery.key} event has no repository")
+        owner = repository.get("owner") or {}
+        login = owner.get("login") or owner.get("name") or repository["full_name"].split("/")[0]
+        return str(login), str(repository["name"])
+
+    def repo(self, **extra: Any) -> dict[str, Any]:
+        """``{"owner": ..., "repo": ...}`` of the event's repository, merged with ``extra``.
+
+        >>> ctx.repo(path="README.md")  # doctest: +SKIP
+        {'owner': 'octocat', 'repo': 'hello-world', 'path': 'README.md'}
+        """
+        owner, repo = self._owner_repo()
+        return {"owner": owner, "repo": repo, **extra}
+
+    def issue(self, **extra: Any) -> dict[str, Any]:
+        """``{"owner", "repo", "issue_number"}`` of the event's issue or pull request."""
+        subject = self.payload.get("issue") or self.payload.get("pull_request")
+        number = subject.get("number") if isinstance(subject, dict) else None
+        if number is None:
+            number = self.payload.get("number")
+        if number is None:
+            raise ValueError(f"the {self.delivery.key} event has no issue or pull request")
+        return self.repo(issue_number=number, **extra)
+
+    def pull_request(self, **extra: Any) -> dict[str, Any]:
+        """``{"owner", "repo", "pull_number"}`` of the event's pull request."""
+        subject = self.payload.get("pull_request") or self.payload.get("issue")
+        number = subject.get("number") if isinstance(subject, dict) else None
+        if number is None:
+            number = self.payload.get("number")
+        if number is None:
+            raise ValueError(f"the {self.delivery.key} event has no pull request")
+        return self.repo(pull_number=number, **extra)
+
+    def __repr__(self) -> str:
+        return f"<Context {self.delivery.key} delivery={self.delivery.id}>"

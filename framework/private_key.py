@@ -1,0 +1,67 @@
+"""Load the app's RSA private key from the forms operators really use.
+
+``PRIVATE_KEY`` may hold the PEM text, the PEM with its newlines written as a literal ``\\n``
+(common in ``.env`` files and CI secrets), or the PEM encoded in base64 (common in container
+platforms). ``PRIVATE_KEY_PATH`` names a file instead. Errors name the variable, never the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from framework.errors import ConfigurationError
+
+_PEM_BEGIN = b"-----BEGIN"
+
+
+def _pem_bytes(text: str, source: str) -> bytes:
+    raw = text.strip()
+    if "\\n" in raw and "\n" not in raw:
+        raw = raw.replace("\\n", "\n")
+    data = raw.encode()
+    if _PEM_BEGIN in data:
+        return data
+    try:
+        decoded = base64.b64decode("".join(raw.split()), validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if _PEM_BEGIN in decoded:
+        return decoded
+    raise ConfigurationError(
+        f"{source} does not hold a PEM private key (expected '-----BEGIN ... PRIVATE KEY-----', "
+        "the same with literal \\n, or its base64 encoding)"
+    )
+
+
+def parse_private_key(text: str, source: str = "PRIVATE_KEY") -> RSAPrivateKey:
+    """Parse an RSA private key given in any accepted form; ``source`` names it in errors."""
+    pem = _pem_bytes(text, source)
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        # cryptography's messages describe the structure, never the key material.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigurationError(f"{source} is not a valid PEM private key ({reason})") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise ConfigurationError(f"{source} must be an RSA key (GitHub Apps sign JWTs with RS256)")
+    return key
+
+
+def load_private_key(text: str | None, path: Path | None) -> RSAPrivateKey:
+    """The key from ``PRIVATE_KEY`` if set, else from the file named by ``PRIVATE_KEY_PATH``."""
+    if text:
+        return parse_private_key(text, "PRIVATE_KEY")
+    if path is not None:
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"PRIVATE_KEY_PATH: cannot read {path} ({exc.strerror})"
+            ) from None
+        return parse_private_key(content, f"PRIVATE_KEY_PATH ({path})")
+    raise ConfigurationError("PRIVATE_KEY is not set: set it (or PRIVATE_KEY_PATH)")

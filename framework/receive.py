@@ -1,0 +1,152 @@
+"""Receiving a webhook: from an HTTP request to a verified :class:`Delivery`, or a refusal.
+
+:func:`read_delivery` is a pure function over (headers, body) that checks, in this order: the
+signature over the raw bytes, the event and delivery headers, the body as a JSON object
+(``application/json``, or the ``payload`` field of a form). :class:`WebhookReceiver` is the
+ASGI endpoint around it: it streams the body up to a cap, answers 202 as soon as a delivery
+is accepted, and leaves running the handlers to the runner.
+
+It is a bare ASGI callable rather than a Starlette route because it is the hot path: every
+delivery passes through it and GitHub's 10 s deadline is measured against it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from framework.delivery import Delivery
+from framework.errors import InvalidPayload, MissingHeader, PayloadTooLarge, WebhookError
+from framework.events.parse import decode_payload
+from framework.signature import SignatureVerifier
+
+logger = logging.getLogger("framework.receive")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def read_delivery(
+    headers: Mapping[str, str], body: bytes, verifier: SignatureVerifier | None
+) -> Delivery:
+    """Verify and decode one delivery; raise a :class:`WebhookError` saying what is wrong.
+
+    ``headers`` must have lower-case names. ``verifier`` None skips the signature check
+    (``ALLOW_UNSIGNED_WEBHOOKS``, development only).
+    """
+    if verifier is not None:
+        verifier.verify(body, headers.get("x-hub-signature-256"), headers.get("x-hub-signature"))
+    name = headers.get("x-github-event")
+    if not name:
+        raise MissingHeader("the X-GitHub-Event header is missing")
+    delivery_id = headers.get("x-github-delivery")
+    if not delivery_id:
+        raise MissingHeader("the X-GitHub-Delivery header is missing")
+    content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            fields = parse_qs(body.decode(), strict_parsing=False)
+        except UnicodeDecodeError:
+            raise InvalidPayload("the form body is not valid UTF-8") from None
+        if "payload" not in fields:
+            raise InvalidPayload("the form body has no 'payload' field")
+        payload = decode_payload(fields["payload"][0])
+    elif content_type == "application/json" or content_type.endswith("+json"):
+        payload = decode_payload(body)
+    else:
+        raise InvalidPayload(
+            f"unsupported content type {content_type!r}: "
+            "use application/json or application/x-www-form-urlencoded"
+        )
+    return Delivery(id=delivery_id, name=name, payload=payload, headers=headers)
+
+
+def _json_body(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+_ACCEPTED = _json_body({"ok": True})
+_IGNORED = _json_body({"ok": True, "handled": False})
+
+
+class WebhookReceiver:
+    """The ASGI endpoint for webhook deliveries."""
+
+    def __init__(
+        self,
+        accept: Callable[[Delivery], bool],
+        is_accepting: Callable[[], bool],
+        verifier: SignatureVerifier | None,
+        max_bytes: int,
+    ) -> None:
+        self._accept = accept
+        self._is_accepting = is_accepting
+        self._verifier = verifier
+        self._max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await _respond(send, 405, _json_body({"error": "use POST"}), [(b"allow", b"POST")])
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            body = await self._read_body(headers, receive)
+            delivery = read_delivery(headers, body, self._verifier)
+        except WebhookError as exc:
+            logger.warning(
+                "refused a delivery (%d): %s",
+                exc.status,
+                exc,
+                extra={"bound_fields": {"delivery": headers.get("x-github-delivery")}},
+            )
+            await _respond(send, exc.status, _json_body({"error": str(exc)}))
+            return
+        if not self._is_accepting():
+            # Stopping: refuse rather than accept work we may not finish; GitHub records the
+            # failure and the delivery can be redelivered.
+            await _respond(send, 503, _json_body({"error": "shutting down, redeliver later"}))
+            return
+        handled = self._accept(delivery)
+        await _respond(send, 202, _ACCEPTED if handled else _IGNORED)
+
+    async def _read_body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
+        limit = self._max_bytes
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"the body is larger than the {limit}-byte limit")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise WebhookError("the sender disconnected before the body was complete")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body is larger than the {limit}-byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

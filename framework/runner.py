@@ -1,0 +1,143 @@
+"""Running handlers: off the acknowledgement path, a bounded number at a time, drained on stop.
+
+The receiver only puts a verified delivery on a queue; a fixed pool of workers takes
+deliveries off it and runs their handlers. A delivery's handlers run concurrently, and one
+handler's exception is logged with the delivery id, passed to the ``on_error`` handlers, and
+stops no other handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from framework.context import Context
+from framework.delivery import Delivery
+from framework.log import bind
+from framework.routing import Handler
+
+if TYPE_CHECKING:
+    from framework.app import App
+
+logger = logging.getLogger("framework.runner")
+
+
+class Runner:
+    """A queue of accepted deliveries and the workers that run their handlers."""
+
+    def __init__(self, app: App, concurrency: int) -> None:
+        self.app = app
+        self.concurrency = concurrency
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+        self._running: dict[str, Delivery] = {}
+        self.stopping = False
+
+    @property
+    def pending(self) -> int:
+        """Deliveries accepted and not yet finished (queued or running)."""
+        return self._queue.qsize() + len(self._running)
+
+    @property
+    def started(self) -> bool:
+        """Whether the workers are running."""
+        return bool(self._workers)
+
+    def start(self) -> None:
+        """Start the workers; call from inside the event loop."""
+        if self._workers:
+            return
+        self.stopping = False
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"framework-worker-{i}")
+            for i in range(self.concurrency)
+        ]
+
+    def submit(self, delivery: Delivery) -> None:
+        """Queue a delivery whose handlers should run. Never blocks: this is the hot path."""
+        self._queue.put_nowait(delivery)
+
+    async def _work(self) -> None:
+        while True:
+            delivery = await self._queue.get()
+            self._running[delivery.id] = delivery
+            try:
+                await self.run(delivery)
+            except Exception:  # run() catches handler errors; this is a framework bug
+                logger.exception("internal error while running delivery %s", delivery.id)
+            finally:
+                self._running.pop(delivery.id, None)
+                self._queue.task_done()
+
+    async def run(self, delivery: Delivery) -> list[BaseException]:
+        """Run the delivery's handlers now and wait for them; return the errors they raised."""
+        handlers = self.app.router.match(delivery.name, delivery.action)
+        if not handlers:
+            return []
+        log = bind(
+            logging.getLogger(self.app.name),
+            delivery=delivery.id,
+            event=delivery.key,
+            installation=delivery.installation_id,
+        )
+        ctx: Context = Context(self.app, delivery, log)
+        if len(handlers) == 1:
+            error = await self._call(handlers[0], ctx)
+            return [error] if error is not None else []
+        results = await asyncio.gather(*(self._call(h, ctx) for h in handlers))
+        return [e for e in results if e is not None]
+
+    async def _call(self, handler: Handler, ctx: Context) -> BaseException | None:
+        try:
+            if handler.is_async:
+                await handler.fn(ctx)
+            else:
+                await asyncio.to_thread(handler.fn, ctx)
+        except Exception as exc:
+            ctx.log.exception("handler %s failed", handler.name, extra={"handler": handler.name})
+            await self._report(ctx, exc)
+            return exc
+        return None
+
+    async def _report(self, ctx: Context, error: Exception) -> None:
+        for on_error in self.app.router.error_handlers:
+            try:
+                if on_error.is_async:
+                    await on_error.fn(ctx, error)
+                else:
+                    await asyncio.to_thread(on_error.fn, ctx, error)
+            except Exception:
+                ctx.log.exception("on_error handler %s failed", on_error.name)
+
+    async def join(self) -> None:
+        """Wait until every accepted delivery has finished (for tests and the CLI)."""
+        await self._queue.join()
+
+    async def stop(self, grace: float) -> list[str]:
+        """Stop accepting, give running handlers ``grace`` seconds, then cancel the rest.
+
+        Returns the ids of deliveries that did not finish.
+        """
+        self.stopping = True
+        if self._workers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), timeout=grace)
+        unfinished = list(self._running)
+        while not self._queue.empty():
+            unfinished.append(self._queue.get_nowait().id)
+            self._queue.task_done()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        if unfinished:
+            logger.error(
+                "stopped with %d deliveries unfinished after %.0f s; redeliver them from the "
+                "app's settings: %s",
+                len(unfinished),
+                grace,
+                ", ".join(unfinished),
+            )
+        return unfinished

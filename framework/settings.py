@@ -1,0 +1,130 @@
+"""Settings, read from the environment and from a ``.env`` file in the working directory.
+
+The names are Probot's, so a bot moved from Probot keeps its configuration:
+
+===================== ======================================================================
+``APP_ID``            The GitHub App's id (or set ``CLIENT_ID``; either is the JWT issuer).
+``PRIVATE_KEY``       The app's private key: PEM text, PEM with literal ``\\n``, or base64.
+``PRIVATE_KEY_PATH``  A file holding the PEM key, instead of ``PRIVATE_KEY``.
+``WEBHOOK_SECRET``    The secret deliveries are signed with.
+``WEBHOOK_PATH``      Where deliveries are received (default ``/api/github/webhooks``).
+``HOST`` / ``PORT``   Where to listen (default ``0.0.0.0:3000``).
+``GITHUB_API_URL``    ``https://api.github.com``, or ``https://HOST/api/v3`` for GHES.
+``LOG_LEVEL``         ``debug``, ``info`` (default), ``warning``, ``error``.
+``LOG_FORMAT``        ``pretty`` (default) or ``json``.
+===================== ======================================================================
+
+The rest are documented on :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from framework.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Every setting the framework reads. Pass values directly to override the environment.
+
+    >>> Settings(webhook_secret="s3cret", port=8080).port
+    8080
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    app_id: str | None = None
+    client_id: str | None = None
+    private_key: SecretStr | None = None
+    private_key_path: Path | None = None
+
+    webhook_secret: SecretStr | None = None
+    webhook_secret_previous: SecretStr | None = Field(
+        default=None, description="The secret being rotated out; accepted alongside the new one."
+    )
+    webhook_path: str = "/api/github/webhooks"
+    webhook_allow_sha1: bool = Field(
+        default=False, description="Accept legacy X-Hub-Signature (sha1) when no sha256 is sent."
+    )
+    webhook_max_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    allow_unsigned_webhooks: bool = Field(
+        default=False,
+        description="Development only: accept deliveries without checking any signature.",
+    )
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=3000, ge=0, le=65535)
+    github_api_url: str = "https://api.github.com"
+    github_api_version: str = "2022-11-28"
+
+    handler_concurrency: int = Field(
+        default=32, gt=0, description="How many deliveries' handlers run at once."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=25.0, ge=0, description="How long a stopping bot waits for running handlers."
+    )
+
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["pretty", "json"] = "pretty"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("webhook_path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    def webhook_secrets(self) -> list[str]:
+        """The secrets a delivery may be signed with, the current one first."""
+        return [
+            s.get_secret_value()
+            for s in (self.webhook_secret, self.webhook_secret_previous)
+            if s is not None and s.get_secret_value()
+        ]
+
+    def problems_for_serving(self) -> list[str]:
+        """What stops this configuration from serving webhooks, one line per problem."""
+        problems = []
+        if not self.webhook_secrets() and not self.allow_unsigned_webhooks:
+            problems.append(
+                "WEBHOOK_SECRET is not set: set it to the app's webhook secret "
+                "(or ALLOW_UNSIGNED_WEBHOOKS=true, for local development only)"
+            )
+        if not self.app_id and not self.client_id:
+            problems.append("APP_ID is not set: set it to the GitHub App's id (or set CLIENT_ID)")
+        if self.private_key is None and self.private_key_path is None:
+            problems.append(
+                "PRIVATE_KEY is not set: set it to the app's PEM private key "
+                "(or PRIVATE_KEY_PATH to a file holding it)"
+            )
+        return problems
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment and ``.env``; one clear line per invalid value."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False, include_input=False):
+            name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+            lines.append(f"{name}: {err['msg']}")
+        raise ConfigurationError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,98 @@
+"""From (headers, body) to a verified delivery, or a refusal that says why."""
+
+import json
+from urllib.parse import urlencode
+
+import pytest
+
+from framework.errors import InvalidPayload, MissingHeader, SignatureMismatch
+from framework.receive import read_delivery
+from framework.signature import SignatureVerifier, sign
+
+SECRET = "s3cret"
+VERIFIER = SignatureVerifier([SECRET])
+PAYLOAD = {"action": "opened", "issue": {"number": 1}, "installation": {"id": 42}}
+
+
+def headers_for(body: bytes, **extra: str) -> dict[str, str]:
+    headers = {
+        "x-github-event": "issues",
+        "x-github-delivery": "d-1",
+        "x-hub-signature-256": sign(body, SECRET),
+        "content-type": "application/json",
+    }
+    headers.update({k.replace("_", "-"): v for k, v in extra.items()})
+    return headers
+
+
+def test_a_signed_json_delivery_is_read() -> None:
+    body = json.dumps(PAYLOAD).encode()
+    delivery = read_delivery(headers_for(body), body, VERIFIER)
+    assert (delivery.id, delivery.name, delivery.action, delivery.key) == (
+        "d-1", "issues", "opened", "issues.opened")
+    assert delivery.payload == PAYLOAD
+    assert delivery.installation_id == 42
+
+
+def test_a_form_encoded_delivery_is_read_and_signed_over_the_form_bytes() -> None:
+    body = urlencode({"payload": json.dumps(PAYLOAD)}).encode()
+    headers = headers_for(body, content_type="application/x-www-form-urlencoded")
+    assert read_delivery(headers, body, VERIFIER).payload == PAYLOAD
+
+
+def test_the_signature_is_checked_before_anything_is_parsed() -> None:
+    body = b"not json at all"
+    headers = headers_for(body, x_hub_signature_256="sha256=" + "0" * 64)
+    del headers["x-github-event"]
+    with pytest.raises(SignatureMismatch):
+        read_delivery(headers, body, VERIFIER)
+
+
+def test_a_body_changed_after_signing_is_refused() -> None:
+    body = json.dumps(PAYLOAD).encode()
+    headers = headers_for(body)
+    with pytest.raises(SignatureMismatch):
+        read_delivery(headers, body.replace(b"42", b"43"), VERIFIER)
+
+
+@pytest.mark.parametrize("missing", ["x-github-event", "x-github-delivery"])
+def test_missing_required_headers_are_named(missing: str) -> None:
+    body = b"{}"
+    headers = headers_for(body)
+    del headers[missing]
+    with pytest.raises(MissingHeader, match=missing.title().replace("Github", "GitHub")):
+        read_delivery(headers, body, VERIFIER)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object, not list"),
+        (b'"text"', "must be a JSON object, not str"),
+        (b"", "not valid JSON"),
+    ],
+)
+def test_bodies_that_are_not_json_objects_are_refused(body: bytes, message: str) -> None:
+    with pytest.raises(InvalidPayload, match=message):
+        read_delivery(headers_for(body), body, VERIFIER)
+
+
+def test_a_form_without_payload_is_refused() -> None:
+    body = b"other=1"
+    headers = headers_for(body, content_type="application/x-www-form-urlencoded")
+    with pytest.raises(InvalidPayload, match="no 'payload' field"):
+        read_delivery(headers, body, VERIFIER)
+
+
+def test_an_unknown_content_type_is_refused() -> None:
+    body = b"{}"
+    with pytest.raises(InvalidPayload, match="unsupported content type 'text/plain'"):
+        read_delivery(headers_for(body, content_type="text/plain"), body, VERIFIER)
+
+
+def test_without_a_verifier_unsigned_deliveries_pass() -> None:
+    body = b'{"zen": "hi"}'
+    headers = headers_for(body)
+    del headers["x-hub-signature-256"]
+    assert read_delivery(headers, body, None).payload == {"zen": "hi"}

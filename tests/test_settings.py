@@ -1,0 +1,69 @@
+"""Settings: Probot's variable names, .env files, and one clear line per problem."""
+
+from pathlib import Path
+
+import pytest
+
+from framework.errors import ConfigurationError
+from framework.settings import Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ["APP_ID", "CLIENT_ID", "PRIVATE_KEY", "PRIVATE_KEY_PATH", "WEBHOOK_SECRET",
+                 "WEBHOOK_PATH", "PORT", "HOST", "LOG_LEVEL", "LOG_FORMAT", "GITHUB_API_URL"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_follow_probot() -> None:
+    s = Settings()
+    assert (s.webhook_path, s.port, s.github_api_url) == (
+        "/api/github/webhooks", 3000, "https://api.github.com")
+    assert (s.log_level, s.log_format) == ("info", "pretty")
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ID", "123")
+    monkeypatch.setenv("PORT", "8080")
+    monkeypatch.setenv("LOG_FORMAT", "JSON")
+    monkeypatch.setenv("GITHUB_API_URL", "https://ghes.example.com/api/v3/")
+    s = load_settings()
+    assert (s.app_id, s.port, s.log_format) == ("123", 8080, "json")
+    assert s.github_api_url == "https://ghes.example.com/api/v3"
+
+
+def test_dot_env_in_the_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("APP_ID=77\nWEBHOOK_SECRET=from-dotenv\n")
+    s = load_settings()
+    assert s.app_id == "77"
+    assert s.webhook_secrets() == ["from-dotenv"]
+
+
+def test_invalid_values_give_one_line_each_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PORT", "eighty")
+    monkeypatch.setenv("LOG_FORMAT", "xml")
+    monkeypatch.setenv("WEBHOOK_PATH", "hooks")
+    with pytest.raises(ConfigurationError) as err:
+        load_settings()
+    lines = str(err.value).splitlines()[1:]
+    assert len(lines) == 3
+    assert {line.split(":")[0].strip() for line in lines} == {"PORT", "LOG_FORMAT", "WEBHOOK_PATH"}
+
+
+def test_serving_problems_name_each_missing_variable() -> None:
+    problems = Settings().problems_for_serving()
+    assert [p.split(" ")[0] for p in problems] == ["WEBHOOK_SECRET", "APP_ID", "PRIVATE_KEY"]
+
+
+def test_the_insecure_flag_lifts_only_the_secret_requirement() -> None:
+    s = Settings(allow_unsigned_webhooks=True, app_id="1", private_key="x")
+    assert s.problems_for_serving() == []
+
+
+def test_secrets_are_hidden_in_repr() -> None:
+    s = Settings(webhook_secret="topsecret", private_key="-----BEGIN KEY", webhook_secret_previous="old")
+    assert "topsecret" not in repr(s) and "BEGIN" not in repr(s) and "old'" not in repr(s)
+    assert s.webhook_secrets() == ["topsecret", "old"]
