@@ -1,7 +1,7 @@
 """``python -m framework``: serve a bot, or run its handlers once on a saved payload.
 
-    python -m framework run sample_bots/labeler.py
-    python -m framework receive --event issues --payload issue.json sample_bots/labeler.py
+python -m framework run sample_bots/labeler.py
+python -m framework receive --event issues --payload issue.json sample_bots/labeler.py
 """
 
 from __future__ import annotations
@@ -92,8 +92,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default: PORT or 3000)")
     serve.set_defaults(func=run)
 
-    once = commands.add_parser("receive", help="run handlers on a saved payload",
-                               description=receive.__doc__)
+    once = commands.add_parser(
+        "receive", help="run handlers on a saved payload", description=receive.__doc__
+    )
     once.add_argument("bot", help="the bot: a file (bot.py) or a module (pkg.bot[:app])")
     once.add_argument("--event", "-e", required=True, help="the event name, e.g. issues")
     once.add_argument("--payload", "-p", required=True, help="a JSON file with the payload")

@@ -29,7 +29,11 @@ def test_a_signed_json_delivery_is_read() -> None:
     body = json.dumps(PAYLOAD).encode()
     delivery = read_delivery(headers_for(body), body, VERIFIER)
     assert (delivery.id, delivery.name, delivery.action, delivery.key) == (
-        "d-1", "issues", "opened", "issues.opened")
+        "d-1",
+        "issues",
+        "opened",
+        "issues.opened",
+    )
     assert delivery.payload == PAYLOAD
     assert delivery.installation_id == 42
 

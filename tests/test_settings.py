@@ -10,8 +10,19 @@ from framework.settings import Settings, load_settings
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ["APP_ID", "CLIENT_ID", "PRIVATE_KEY", "PRIVATE_KEY_PATH", "WEBHOOK_SECRET",
-                 "WEBHOOK_PATH", "PORT", "HOST", "LOG_LEVEL", "LOG_FORMAT", "GITHUB_API_URL"]:
+    for name in [
+        "APP_ID",
+        "CLIENT_ID",
+        "PRIVATE_KEY",
+        "PRIVATE_KEY_PATH",
+        "WEBHOOK_SECRET",
+        "WEBHOOK_PATH",
+        "PORT",
+        "HOST",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "GITHUB_API_URL",
+    ]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
@@ -19,7 +30,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_defaults_follow_probot() -> None:
     s = Settings()
     assert (s.webhook_path, s.port, s.github_api_url) == (
-        "/api/github/webhooks", 3000, "https://api.github.com")
+        "/api/github/webhooks",
+        3000,
+        "https://api.github.com",
+    )
     assert (s.log_level, s.log_format) == ("info", "pretty")
 
 
@@ -64,6 +78,8 @@ def test_the_insecure_flag_lifts_only_the_secret_requirement() -> None:
 
 
 def test_secrets_are_hidden_in_repr() -> None:
-    s = Settings(webhook_secret="topsecret", private_key="-----BEGIN KEY", webhook_secret_previous="old")
+    s = Settings(
+        webhook_secret="topsecret", private_key="-----BEGIN KEY", webhook_secret_previous="old"
+    )
     assert "topsecret" not in repr(s) and "BEGIN" not in repr(s) and "old'" not in repr(s)
     assert s.webhook_secrets() == ["topsecret", "old"]

@@ -1,7 +1,7 @@
 """Installation tokens: expiry parsing, caching, single-flight minting, invalidation."""
 
 import asyncio
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -60,7 +60,7 @@ class Minter:
         if self.fail_next:
             self.fail_next = False
             raise AuthenticationError("refused")
-        expires = datetime.fromtimestamp(self.now + self.lifetime, tz=timezone.utc)
+        expires = datetime.fromtimestamp(self.now + self.lifetime, tz=UTC)
         return AccessToken(token=name, expires_at=expires)
 
 
@@ -89,7 +89,9 @@ async def test_installations_and_scopes_have_their_own_tokens() -> None:
     a, b, c = await asyncio.gather(tokens.get(1), tokens.get(2), tokens.get(1, narrow))
     assert len({a.token, b.token, c.token}) == 3
     assert (await tokens.get(1, narrow)) == c
-    assert sorted(mint.calls, key=str) == sorted([(1, TokenScope()), (2, TokenScope()), (1, narrow)], key=str)
+    assert sorted(mint.calls, key=str) == sorted(
+        [(1, TokenScope()), (2, TokenScope()), (1, narrow)], key=str
+    )
 
 
 async def test_a_failed_mint_reaches_every_waiter_and_the_next_call_retries() -> None:
