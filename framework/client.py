@@ -109,13 +109,20 @@ class GitHubClient:
     Paths are relative to ``GITHUB_API_URL``; the answer is an ``httpx.Response``.
     """
 
-    def __init__(self, http: httpx.AsyncClient, auth: httpx.Auth) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        auth: httpx.Auth,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.http = http
         self.auth = auth
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
+        if loop is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+        self._loop = loop
 
     @property
     def installation_id(self) -> int | None:

@@ -11,6 +11,7 @@ in a handler annotated ``ctx: Context[IssuesOpened]``::
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Generic, cast
 
 from typing_extensions import TypeVar
@@ -30,7 +31,7 @@ E = TypeVar("E", bound=Event, default=Event, covariant=True)
 class Context(Generic[E]):
     """One delivery as seen by its handlers. Shared by every handler of that delivery."""
 
-    __slots__ = ("_github", "app", "delivery", "log")
+    __slots__ = ("_github", "_loop", "app", "delivery", "log")
 
     def __init__(self, app: App, delivery: Delivery, log: BoundLogger) -> None:
         self.app = app
@@ -38,6 +39,8 @@ class Context(Generic[E]):
         self.log = log
         """A logger bound to the delivery id, event, action and installation."""
         self._github: GitHubClient | None = None
+        # Plain handlers run in a thread; their client's .sync calls come back to this loop.
+        self._loop = asyncio.get_running_loop()
 
     @property
     def event(self) -> E:
@@ -86,7 +89,8 @@ class Context(Generic[E]):
                     f"the {self.delivery.key} event was not sent for an installation, so there "
                     "is no installation client; use ctx.app.github for app-level calls"
                 )
-            self._github = self.app.installation_client(installation_id)
+            client = self.app.installation_client(installation_id)
+            self._github = GitHubClient(client.http, client.auth, loop=self._loop)
         return self._github
 
     @property

@@ -574,7 +574,8 @@ class FakeGitHub:
     async def _endpoint(self, request: Request) -> Response:
         body = await request.body()
         method = request.method
-        path = request.url.path
+        # Relative to where the fake is mounted, so it can stand in for GHES at /api/v3.
+        path = "/" + request.path_params["path"]
         query = dict(request.query_params.items())
         headers = {name.lower(): value for name, value in request.headers.items()}
         base_url = str(request.base_url).rstrip("/")
