@@ -42,6 +42,7 @@ from framework.testing.fake_github import generate_app_key
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 from payload import REPO_ROOT, build_payload, repository_of, sign  # noqa: E402
+from spy import Recorder, top_frames  # noqa: E402
 
 RESULTS = BENCH / "results"
 LUA_SCRIPT = BENCH / "deliveries.lua"
@@ -211,9 +212,7 @@ class Load:
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=seconds + 60, check=False
         )
-        line = next(
-            (x for x in done.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None
-        )
+        line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
         if done.returncode != 0 or line is None:
             raise RuntimeError(
                 f"wrk failed on {target} ({done.returncode}):\n{done.stdout}\n{done.stderr}"
@@ -315,11 +314,11 @@ def render(summary: dict[str, Any]) -> str:
             f"{name:<9}{s['per_second']:>14.0f}{spread:>18}{s['p50_ms']:>9.2f}"
             f"{s['p99_ms']:>9.2f}{s['non2xx']:>9}{s['socket_errors']:>9}"
         )
-    paired = ratios["throughput_per_round"]
+    paired = ", ".join(f"{x:.2f}" for x in ratios["throughput_per_round"])
     rows += [
         "",
         f"labeler/floor throughput {ratios['throughput']:.2f}x "
-        f"(per round: {', '.join(f'{x:.2f}' for x in paired)}; median {ratios['throughput_paired']:.2f}x)",
+        f"(per round: {paired}; median {ratios['throughput_paired']:.2f}x)",
         f"labeler/floor latency    p50 {ratios['p50']:.2f}x   p99 {ratios['p99']:.2f}x",
         "",
     ]
@@ -358,10 +357,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="count every non-2xx in Lua response() (slower wrk); default: wrk's own count of "
         "answers >= 400",
     )
-    parser.add_argument("--payload-bytes", type=int, default=18 * 1024, help="body size (18432)")
     parser.add_argument(
-        "--output", type=Path, default=RESULTS / "latest.json", help="results file"
+        "--profile",
+        action="store_true",
+        help="record the labeler and the fake with py-spy during the rounds "
+        "(bench/results/profile-*.txt); a profiled run's figures are perturbed",
     )
+    parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="the py-spy binary")
+    parser.add_argument("--payload-bytes", type=int, default=18 * 1024, help="body size (18432)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json", help="results file")
     return parser.parse_args(argv)
 
 
@@ -389,6 +393,9 @@ def sigterm_as_exit() -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.profile and not args.py_spy:
+        print("--profile needs py-spy: pip install py-spy, or pass --py-spy PATH", file=sys.stderr)
+        return 2
     if shutil.which("wrk") is None:
         print(
             "wrk is not installed; the bench needs it to load the servers. Install it with:\n"
@@ -415,6 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers = Servers(log_dir)
     results: list[LoadResult] = []
     warmups: list[LoadResult] = []
+    recorders: list[Recorder] = []
 
     with sigterm_as_exit():
         try:
@@ -478,6 +486,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if name == "labeler":
                     acknowledged += warm.requests - warm.non2xx
                     warm.drain_seconds, stats = wait_for_labels(fake, acknowledged)
+            if args.profile:
+                recorders = [
+                    Recorder(args.py_spy, s.process.pid, RESULTS / f"profile-{s.name}.txt")
+                    for s in (labeler, fake)
+                ]
             for round_ in range(1, args.rounds + 1):
                 for name, server in targets.items():
                     before = fake_stats(fake)["labels_ok"]
@@ -499,6 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         flush=True,
                     )
             final = fake_stats(fake)
+            for recorder in recorders:
+                recorder.stop()
             for server in (fake, labeler, floor):
                 if server.process.poll() is not None:
                     raise RuntimeError(f"{server.name} died during the run:\n{server.log_tail()}")
@@ -509,6 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:
+            for recorder in recorders:
+                recorder.stop()
             servers.stop_all()
 
     floor_summary = summarize(results, "floor")
@@ -540,6 +557,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     print()
     print(render(summary))
+    for recorder in recorders:
+        if recorder.output.exists():
+            print()
+            print(top_frames(recorder.output))
     report = {
         "summary": summary,
         "runs": [asdict(r) for r in results],
@@ -568,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nresults: {args.output.relative_to(REPO_ROOT) if args.output.is_absolute() else args.output}")
+    print(f"\nresults: {args.output}")
     return 0
 
 

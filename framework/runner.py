@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from framework.context import Context
@@ -85,9 +86,18 @@ class Runner:
         ctx: Context = Context(self.app, delivery, log)
         if len(handlers) == 1:
             error = await self._call(handlers[0], ctx)
-            return [error] if error is not None else []
-        results = await asyncio.gather(*(self._call(h, ctx) for h in handlers))
-        return [e for e in results if e is not None]
+            errors = [error] if error is not None else []
+        else:
+            results = await asyncio.gather(*(self._call(h, ctx) for h in handlers))
+            errors = [e for e in results if e is not None]
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "handled by %d handler(s), %d failed, %.0f ms after receipt",
+                len(handlers),
+                len(errors),
+                (time.time() - delivery.received_at) * 1000,
+            )
+        return errors
 
     async def _call(self, handler: Handler, ctx: Context) -> BaseException | None:
         try:

@@ -231,6 +231,8 @@ async def test_installation_clients_outside_handlers(fake: FakeGitHub, fake_url:
     installation_id = await app.installation_id(repo=REPO)
     assert installation_id == INSTALLATION
     assert await app.installation_id(user="Codertocat") == INSTALLATION
+    fake.add_installation(77, account="octo-org", repositories=["octo-org/hello"])
+    assert await app.installation_id(org="octo-org") == 77
     client = app.installation_client(installation_id)
     repo = (await client.get(f"/repos/{REPO}")).json()
     assert repo["full_name"] == REPO
