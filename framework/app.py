@@ -15,6 +15,7 @@ application). Settings come from the environment and ``.env`` (see :mod:`framewo
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -206,7 +207,7 @@ class App(TypedOn):
 
         No signature is checked: this is for tests and ``python -m framework receive``.
         """
-        delivery = Delivery(id=delivery_id, name=name, payload=payload, headers=headers or {})
+        delivery = Delivery.from_payload(delivery_id, name, payload, headers)
         return await self.runner.run(delivery)
 
     async def wait_idle(self) -> None:
@@ -231,6 +232,9 @@ class App(TypedOn):
     @asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
         """Start the workers on startup; drain them and close connections on shutdown."""
+        # Everything imported so far lives as long as the process: keep the collector from
+        # re-scanning it on every full collection.
+        gc.freeze()
         self.runner.start()
         logger.info("%s ready: deliveries at %s", self.name, self.settings.webhook_path)
         try:

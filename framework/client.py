@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, Coroutine, Generator
 from typing import Any, TypeVar
 
 import httpx
+from httpx_aiohttp import HttpxAiohttpClient
 
 from framework.app_jwt import AppJWT
 from framework.errors import GitHubAPIError
@@ -25,8 +26,12 @@ T = TypeVar("T")
 
 
 def new_http_client(base_url: str, api_version: str, user_agent: str) -> httpx.AsyncClient:
-    """The process's shared connection pool with GitHub's recommended default headers."""
-    return httpx.AsyncClient(
+    """The process's shared connection pool with GitHub's recommended default headers.
+
+    httpx's API over aiohttp's connection pool: httpx's own transport cost 1 to 1.7 ms of CPU
+    per request here (more as concurrency rose), aiohttp's about 0.4 ms.
+    """
+    return HttpxAiohttpClient(
         base_url=base_url,
         headers={
             "Accept": "application/vnd.github+json",

@@ -102,16 +102,26 @@ class Context(Generic[E]):
     @property
     def is_bot(self) -> bool:
         """Whether the event was caused by a bot account (including this app itself)."""
-        sender = self.payload.get("sender")
-        return isinstance(sender, dict) and sender.get("type") == "Bot"
+        sender = self.event.sender
+        return sender is not None and sender.type == "Bot"
 
     def _owner_repo(self) -> tuple[str, str]:
-        repository = self.payload.get("repository")
-        if not isinstance(repository, dict) or "name" not in repository:
+        repository = self.event.repository
+        if repository is None:
             raise ValueError(f"the {self.delivery.key} event has no repository")
-        owner = repository.get("owner") or {}
-        login = owner.get("login") or owner.get("name") or repository["full_name"].split("/")[0]
-        return str(login), str(repository["name"])
+        return repository.owner.login, repository.name
+
+    def _number(self, *fields: str) -> Any:
+        for name in fields:
+            subject = getattr(self.event, name, None)
+            number = (
+                subject.get("number")
+                if isinstance(subject, dict)
+                else getattr(subject, "number", None)
+            )
+            if number is not None:
+                return number
+        return getattr(self.event, "number", None)
 
     def repo(self, **extra: Any) -> dict[str, Any]:
         """``{"owner": ..., "repo": ...}`` of the event's repository, merged with ``extra``.
@@ -124,20 +134,14 @@ class Context(Generic[E]):
 
     def issue(self, **extra: Any) -> dict[str, Any]:
         """``{"owner", "repo", "issue_number"}`` of the event's issue or pull request."""
-        subject = self.payload.get("issue") or self.payload.get("pull_request")
-        number = subject.get("number") if isinstance(subject, dict) else None
-        if number is None:
-            number = self.payload.get("number")
+        number = self._number("issue", "pull_request")
         if number is None:
             raise ValueError(f"the {self.delivery.key} event has no issue or pull request")
         return self.repo(issue_number=number, **extra)
 
     def pull_request(self, **extra: Any) -> dict[str, Any]:
         """``{"owner", "repo", "pull_number"}`` of the event's pull request."""
-        subject = self.payload.get("pull_request") or self.payload.get("issue")
-        number = subject.get("number") if isinstance(subject, dict) else None
-        if number is None:
-            number = self.payload.get("number")
+        number = self._number("pull_request", "issue")
         if number is None:
             raise ValueError(f"the {self.delivery.key} event has no pull request")
         return self.repo(pull_number=number, **extra)

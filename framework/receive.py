@@ -20,7 +20,6 @@ from urllib.parse import parse_qs
 
 from framework.delivery import Delivery
 from framework.errors import InvalidPayload, MissingHeader, PayloadTooLarge, WebhookError
-from framework.events.parse import decode_payload
 from framework.signature import SignatureVerifier
 
 logger = logging.getLogger("framework.receive")
@@ -55,15 +54,13 @@ def read_delivery(
             raise InvalidPayload("the form body is not valid UTF-8") from None
         if "payload" not in fields:
             raise InvalidPayload("the form body has no 'payload' field")
-        payload = decode_payload(fields["payload"][0])
-    elif content_type == "application/json" or content_type.endswith("+json"):
-        payload = decode_payload(body)
-    else:
+        body = fields["payload"][0].encode()
+    elif content_type != "application/json" and not content_type.endswith("+json"):
         raise InvalidPayload(
             f"unsupported content type {content_type!r}: "
             "use application/json or application/x-www-form-urlencoded"
         )
-    return Delivery(id=delivery_id, name=name, payload=payload, headers=headers)
+    return Delivery.from_body(delivery_id, name, body, headers)
 
 
 def _json_body(data: dict[str, Any]) -> bytes:

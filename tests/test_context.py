@@ -19,7 +19,7 @@ def context_for(name: str, fixture: str, **changes: Any) -> Context:
     payload = json.loads((PAYLOADS / fixture).read_text())
     payload.update(changes)
     app = App(Settings(webhook_secret="x"))
-    delivery = Delivery(id="d-1", name=name, payload=payload)
+    delivery = Delivery.from_body("d-1", name, json.dumps(payload).encode())
     return Context(app, delivery, bind(logging.getLogger("t"), delivery="d-1"))
 
 

@@ -1,6 +1,7 @@
 """From (headers, body) to a verified delivery, or a refusal that says why."""
 
 import json
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
@@ -100,3 +101,31 @@ def test_without_a_verifier_unsigned_deliveries_pass() -> None:
     headers = headers_for(body)
     del headers["x-hub-signature-256"]
     assert read_delivery(headers, body, None).payload == {"zen": "hi"}
+
+
+def test_a_delivery_keeps_the_bytes_not_the_parsed_dict() -> None:
+    # A backlog of parsed payloads slows every full garbage collection; bytes cost nothing.
+    body = json.dumps(PAYLOAD).encode()
+    delivery = read_delivery(headers_for(body), body, VERIFIER)
+    assert delivery.body == body
+    assert delivery._payload is None
+    assert (delivery.action, delivery.installation_id) == ("opened", 42)
+
+
+def test_the_typed_event_is_built_from_the_bytes_and_raw_is_still_reachable() -> None:
+    real = json.loads((Path(__file__).parent / "fixtures/payloads/issues.opened.json").read_text())
+    real["installation"] = {"id": 7}
+    body = json.dumps(real).encode()
+    delivery = read_delivery(headers_for(body), body, VERIFIER)
+    event = delivery.event
+    assert type(event).__name__ == "IssuesOpened"
+    assert (event.delivery_id, event.name, event.installation_id) == ("d-1", "issues", 7)
+    assert event.raw == real
+    assert delivery.event is event
+
+
+def test_a_payload_that_does_not_fit_its_model_fails_when_used_naming_the_field() -> None:
+    body = json.dumps({"action": "opened", "issue": {"title": "no number"}}).encode()
+    delivery = read_delivery(headers_for(body), body, VERIFIER)  # valid JSON: accepted
+    with pytest.raises(InvalidPayload, match=r"issues\.opened payload does not fit IssuesOpened"):
+        delivery.event  # noqa: B018

@@ -20,6 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
+import pydantic_core
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr
 
 
@@ -105,7 +106,8 @@ class Event(Model):
     installation: Installation | None = None
     organization: Organization | None = None
 
-    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _raw: dict[str, Any] | None = PrivateAttr(default=None)
+    _raw_json: bytes = PrivateAttr(default=b"{}")
     _delivery_id: str | None = PrivateAttr(default=None)
     _name: str = PrivateAttr(default="")
 
@@ -117,7 +119,10 @@ class Event(Model):
     @property
     def raw(self) -> dict[str, Any]:
         """The payload exactly as it arrived, for fields no model describes."""
-        return self._raw
+        raw = self._raw
+        if raw is None:
+            raw = self._raw = pydantic_core.from_json(self._raw_json)
+        return raw
 
     @property
     def delivery_id(self) -> str | None:

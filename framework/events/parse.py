@@ -73,6 +73,15 @@ def decode_payload(body: bytes | bytearray | memoryview | str) -> dict[str, Any]
     return payload
 
 
+def _invalid(name: str, action: object, cls: type[Event], exc: ValidationError) -> InvalidPayload:
+    label = f"{name}.{action}" if isinstance(action, str) else name
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(payload)'}: {err['msg']}"
+        for err in exc.errors(include_url=False, include_input=False)[:5]
+    )
+    return InvalidPayload(f"{label} payload does not fit {cls.__name__}: {problems}")
+
+
 def parse_event(
     name: str,
     payload: dict[str, Any] | bytes | bytearray | memoryview | str,
@@ -94,13 +103,36 @@ def parse_event(
     try:
         event = cls.model_validate(payload)
     except ValidationError as exc:
-        label = f"{name}.{action}" if isinstance(action, str) else name
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(payload)'}: {err['msg']}"
-            for err in exc.errors(include_url=False, include_input=False)[:5]
-        )
-        raise InvalidPayload(f"{label} payload does not fit {cls.__name__}: {problems}") from None
+        raise _invalid(name, action, cls, exc) from None
     event._raw = payload
+    event._name = name
+    event._delivery_id = delivery_id
+    return event
+
+
+def parse_event_json(
+    name: str,
+    action: str | None,
+    body: bytes,
+    payload: dict[str, Any] | None = None,
+    *,
+    delivery_id: str | None = None,
+) -> Event:
+    """:func:`parse_event` for a body whose ``action`` is already known: one pass over the bytes.
+
+    ``event.raw`` is then parsed from ``body`` only if something asks for it. ``payload``,
+    when the caller has the dict already, is used instead.
+    """
+    if payload is not None:
+        return parse_event(name, payload, delivery_id=delivery_id)
+    cls = model_for(name, action)
+    try:
+        event = cls.model_validate_json(body)
+    except ValidationError as exc:
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise InvalidPayload("payload is not valid JSON") from None
+        raise _invalid(name, action, cls, exc) from None
+    event._raw_json = body
     event._name = name
     event._delivery_id = delivery_id
     return event
