@@ -31,7 +31,12 @@ from framework._version import __version__
 from framework.app_jwt import AppJWT
 from framework.client import AppAuth, GitHubClient, InstallationAuth, new_http_client
 from framework.delivery import Delivery
-from framework.errors import AuthenticationError, ConfigurationError, GitHubAPIError
+from framework.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    GitHubAPIError,
+    Unavailable,
+)
 from framework.events.typed_on import TypedOn
 from framework.private_key import load_private_key
 from framework.receive import Receive, Scope, Send, WebhookReceiver
@@ -96,7 +101,13 @@ class App(TypedOn):
     def runner(self) -> Runner:
         """The queue and workers that run handlers."""
         if self._runner is None:
-            self._runner = Runner(self, self.settings.handler_concurrency)
+            s = self.settings
+            self._runner = Runner(
+                self,
+                s.handler_concurrency,
+                concurrency_under_load=s.handler_concurrency_under_load,
+                max_backlog_bytes=s.backlog_max_bytes,
+            )
         return self._runner
 
     @property
@@ -178,7 +189,10 @@ class App(TypedOn):
     # Receiving and running deliveries --------------------------------------------------
 
     def accept(self, delivery: Delivery) -> bool:
-        """Queue a verified delivery for its handlers; False when no handler wants it."""
+        """Queue a verified delivery for its handlers; False when no handler wants it.
+
+        Raises :class:`~framework.errors.Unavailable` while stopping or when the backlog is full.
+        """
         installation_id = delivery.installation_id
         if (
             delivery.name == "installation"
@@ -190,6 +204,8 @@ class App(TypedOn):
         if not self.router.match(delivery.name, delivery.action):
             return False
         runner = self.runner
+        if runner.stopping:
+            raise Unavailable("the bot is shutting down: redeliver later")
         if not runner.started:
             runner.start()  # served without lifespan events (e.g. httpx's ASGITransport)
         runner.submit(delivery)
@@ -246,9 +262,8 @@ class App(TypedOn):
 
     def _build(self) -> None:
         s = self.settings
-        runner = self.runner
         self._receiver = WebhookReceiver(
-            self.accept, lambda: not runner.stopping, self._verifier(), s.webhook_max_bytes
+            self.accept, self._verifier(), s.webhook_max_bytes, self.runner.load
         )
         self._starlette = Starlette(
             routes=[Route("/healthz", _healthz, methods=["GET", "HEAD"])],

@@ -39,6 +39,15 @@ class PayloadTooLarge(WebhookError):
     status = 413
 
 
+class Unavailable(WebhookError):
+    """The bot cannot take the delivery now (stopping, or its backlog is full): 503.
+
+    GitHub records the delivery as failed; it can be redelivered once the bot has caught up.
+    """
+
+    status = 503
+
+
 class MissingHeader(WebhookError):
     """A header every delivery must carry is absent."""
 

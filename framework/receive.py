@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 from framework.delivery import Delivery
 from framework.errors import InvalidPayload, MissingHeader, PayloadTooLarge, WebhookError
+from framework.runner import ReceiverLoad
 from framework.signature import SignatureVerifier
 
 logger = logging.getLogger("framework.receive")
@@ -77,23 +78,27 @@ class WebhookReceiver:
     def __init__(
         self,
         accept: Callable[[Delivery], bool],
-        is_accepting: Callable[[], bool],
         verifier: SignatureVerifier | None,
         max_bytes: int,
+        load: ReceiverLoad | None = None,
     ) -> None:
         self._accept = accept
-        self._is_accepting = is_accepting
         self._verifier = verifier
         self._max_bytes = max_bytes
+        self._load = load or ReceiverLoad()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await _respond(send, 405, _json_body({"error": "use POST"}), [(b"allow", b"POST")])
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        self._load.enter()
         try:
             body = await self._read_body(headers, receive)
             delivery = read_delivery(headers, body, self._verifier)
+            # Raises Unavailable (503) while stopping or when the backlog is full: GitHub
+            # then records a failure instead of being told a lie.
+            handled = self._accept(delivery)
         except WebhookError as exc:
             logger.warning(
                 "refused a delivery (%d): %s",
@@ -103,12 +108,8 @@ class WebhookReceiver:
             )
             await _respond(send, exc.status, _json_body({"error": str(exc)}))
             return
-        if not self._is_accepting():
-            # Stopping: refuse rather than accept work we may not finish; GitHub records the
-            # failure and the delivery can be redelivered.
-            await _respond(send, 503, _json_body({"error": "shutting down, redeliver later"}))
-            return
-        handled = self._accept(delivery)
+        finally:
+            self._load.leave()
         await _respond(send, 202, _ACCEPTED if handled else _IGNORED)
 
     async def _read_body(self, headers: Mapping[str, str], receive: Receive) -> bytes:

@@ -4,6 +4,15 @@ The receiver only puts a verified delivery on a queue; a fixed pool of workers t
 deliveries off it and runs their handlers. A delivery's handlers run concurrently, and one
 handler's exception is logged with the delivery id, passed to the ``on_error`` handlers, and
 stops no other handler.
+
+Acknowledgements come first. Handlers share the process's one event loop with the receiver,
+and a handler's API call costs more CPU than a whole acknowledgement; so while requests are
+being received (a burst), only ``concurrency_under_load`` deliveries' handlers start, and the
+rest wait until the receiver has been idle for a millisecond. Real traffic leaves the receiver
+idle nearly all the time, so I/O-bound handlers run at full concurrency; a burst is
+acknowledged at full speed and worked off right after it. The backlog is bounded in bytes:
+past the bound, deliveries are refused with 503 (GitHub records the failure; they can be
+redelivered) rather than risking the process's memory.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from framework.context import Context
 from framework.delivery import Delivery
+from framework.errors import Unavailable
 from framework.log import bind
 from framework.routing import Handler
 
@@ -25,13 +35,64 @@ if TYPE_CHECKING:
 logger = logging.getLogger("framework.runner")
 
 
+class ReceiverLoad:
+    """Whether the receiver is busy: a request is inside it, or left it under 1 ms ago."""
+
+    def __init__(self, quiet_seconds: float = 0.001) -> None:
+        self.quiet_seconds = quiet_seconds
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._inside = 0
+        self._last_left = 0.0
+        self._check_pending = False
+
+    def enter(self) -> None:
+        """A request entered the receiver."""
+        self._inside += 1
+        if self.idle.is_set():
+            self.idle.clear()
+
+    def leave(self) -> None:
+        """A request left the receiver."""
+        self._inside -= 1
+        if self._inside == 0:
+            loop = asyncio.get_running_loop()
+            self._last_left = loop.time()
+            if not self._check_pending:
+                self._check_pending = True
+                loop.call_later(self.quiet_seconds, self._check)
+
+    def _check(self) -> None:
+        self._check_pending = False
+        if self._inside:
+            return  # the request inside will schedule the next check when it leaves
+        loop = asyncio.get_running_loop()
+        remaining = self._last_left + self.quiet_seconds - loop.time()
+        if remaining > 0:
+            self._check_pending = True
+            loop.call_later(remaining, self._check)
+        else:
+            self.idle.set()
+
+
 class Runner:
     """A queue of accepted deliveries and the workers that run their handlers."""
 
-    def __init__(self, app: App, concurrency: int) -> None:
+    def __init__(
+        self,
+        app: App,
+        concurrency: int,
+        *,
+        concurrency_under_load: int = 2,
+        max_backlog_bytes: int = 1024**3,
+    ) -> None:
         self.app = app
         self.concurrency = concurrency
+        self.concurrency_under_load = min(concurrency_under_load, concurrency)
+        self.max_backlog_bytes = max_backlog_bytes
+        self.load = ReceiverLoad()
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._backlog_bytes = 0
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[str, Delivery] = {}
         self.stopping = False
@@ -52,18 +113,31 @@ class Runner:
             return
         self.stopping = False
         self._workers = [
-            asyncio.create_task(self._work(), name=f"framework-worker-{i}")
+            asyncio.create_task(self._work(i), name=f"framework-worker-{i}")
             for i in range(self.concurrency)
         ]
 
     def submit(self, delivery: Delivery) -> None:
-        """Queue a delivery whose handlers should run. Never blocks: this is the hot path."""
+        """Queue a delivery whose handlers should run. Never blocks: this is the hot path.
+
+        Raises :class:`~framework.errors.Unavailable` when the backlog is full.
+        """
+        size = len(delivery.body)
+        if self._backlog_bytes + size > self.max_backlog_bytes:
+            raise Unavailable(
+                f"the backlog is full ({self._queue.qsize()} deliveries): redeliver later"
+            )
+        self._backlog_bytes += size
         self._queue.put_nowait(delivery)
 
-    async def _work(self) -> None:
+    async def _work(self, index: int) -> None:
+        idle = self.load.idle
         while True:
             delivery = await self._queue.get()
             self._running[delivery.id] = delivery
+            if index >= self.concurrency_under_load and not idle.is_set():
+                await idle.wait()  # checked after get(): workers parked in get() obey it too
+            self._backlog_bytes -= len(delivery.body)
             try:
                 await self.run(delivery)
             except Exception:  # run() catches handler errors; this is a framework bug
@@ -138,6 +212,7 @@ class Runner:
         while not self._queue.empty():
             unfinished.append(self._queue.get_nowait().id)
             self._queue.task_done()
+        self._backlog_bytes = 0
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)

@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     handler_concurrency: int = Field(
         default=32, gt=0, description="How many deliveries' handlers run at once."
     )
+    handler_concurrency_under_load: int = Field(
+        default=2,
+        gt=0,
+        description="How many deliveries' handlers start while a burst is being received.",
+    )
+    backlog_max_bytes: int = Field(
+        default=1024**3,
+        gt=0,
+        description="Payload bytes waiting for handlers before new deliveries get 503.",
+    )
     shutdown_grace_seconds: float = Field(
         default=25.0, ge=0, description="How long a stopping bot waits for running handlers."
     )

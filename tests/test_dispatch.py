@@ -15,7 +15,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from framework import App, Context, NoInstallation, Settings
+from framework import App, Context, Delivery, NoInstallation, Settings
 from framework.events import IssuesOpened, PingEvent
 from framework.signature import sign
 from framework.testing import FakeGitHub, serve, serve_async
@@ -320,3 +320,67 @@ async def test_without_a_secret_the_app_refuses_to_serve(
         or "WEBHOOK_SECRET is not set" in str(r.exc_info)
         for r in caplog.records
     )
+
+
+async def test_a_full_backlog_answers_503_and_accepts_again_once_worked_off() -> None:
+    size = len(signed("issues", issue_opened(), "x")[0])
+    app = new_app(handler_concurrency=1, backlog_max_bytes=int(size * 2.5))
+    release = asyncio.Event()
+    done: list[str] = []
+
+    @app.on("issues.opened")
+    async def slow(ctx: Context) -> None:
+        await release.wait()
+        done.append(ctx.delivery_id)
+
+    async with serve_async(app) as url:
+        statuses = []
+        for n in range(5):
+            statuses.append((await deliver(url, "issues", issue_opened(n), f"d{n}")).status_code)
+            await asyncio.sleep(0.01)  # let the worker take the first one off the queue
+        # d0 runs, d1 and d2 wait in the backlog, d3 and d4 would pass its bound.
+        assert statuses == [202, 202, 202, 503, 503]
+        release.set()
+        await app.wait_idle()
+        assert (await deliver(url, "issues", issue_opened(9), "d9")).status_code == 202
+        await app.wait_idle()
+    assert done == ["d0", "d1", "d2", "d9"]
+
+
+async def test_a_stopping_bot_refuses_new_deliveries_with_503() -> None:
+    app = new_app()
+    app.on("issues.opened")(lambda ctx: None)
+    async with serve_async(app) as url:
+        await app.runner.stop(grace=1)
+        response = await deliver(url, "issues", issue_opened(), "d-late")
+    assert response.status_code == 503
+    assert "redeliver" in response.json()["error"]
+
+
+async def test_while_the_receiver_is_busy_only_a_few_handlers_start() -> None:
+    app = new_app(handler_concurrency=4, handler_concurrency_under_load=1)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    @app.on("issues.opened")
+    async def slow(ctx: Context) -> None:
+        started.append(ctx.delivery_id)
+        await release.wait()
+
+    runner = app.runner
+    runner.start()
+    await asyncio.sleep(0)  # the workers reach their first wait
+    runner.load.enter()  # a request is being received
+    for n in range(4):
+        app.accept(Delivery.from_payload(f"d{n}", "issues", issue_opened(n)))
+    await asyncio.sleep(0.05)
+    assert started == ["d0"]
+    runner.load.leave()
+    for _ in range(100):  # the receiver is idle 1 ms after the request left
+        if len(started) == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert len(started) == 4
+    release.set()
+    await app.wait_idle()
+    await runner.stop(grace=1)
