@@ -38,6 +38,7 @@ from framework.errors import (
     Unavailable,
 )
 from framework.events.typed_on import TypedOn
+from framework.handler_process import HandlerProcesses
 from framework.private_key import load_private_key
 from framework.receive import Receive, Scope, Send, WebhookReceiver
 from framework.routing import ANY, Handler, Router
@@ -63,6 +64,7 @@ class App(TypedOn):
         self.router = Router()
         self._settings = settings
         self._runner: Runner | None = None
+        self._handler_processes: HandlerProcesses | None = None
         self._http: httpx.AsyncClient | None = None
         self._jwt: AppJWT | None = None
         self._tokens = InstallationTokens(self._mint_token)
@@ -203,6 +205,9 @@ class App(TypedOn):
             self._tokens.forget_installation(installation_id)
         if not self.router.match(delivery.name, delivery.action):
             return False
+        if self._handler_processes is not None:
+            self._handler_processes.submit(delivery)
+            return True
         runner = self.runner
         if runner.stopping:
             raise Unavailable("the bot is shutting down: redeliver later")
@@ -228,7 +233,30 @@ class App(TypedOn):
 
     async def wait_idle(self) -> None:
         """Wait until every delivery accepted so far has been handled."""
-        await self.runner.join()
+        if self._handler_processes is not None:
+            await self._handler_processes.join()
+        else:
+            await self.runner.join()
+
+    def run_handlers_in_processes(self, target: str, count: int) -> None:
+        """Run handlers in ``count`` separate processes, each loading the bot from ``target``.
+
+        ``python -m framework run`` calls this (``HANDLER_PROCESSES``); call it before serving.
+        The processes start with the server and are drained and stopped with it.
+        """
+        s = self.settings
+        self._handler_processes = HandlerProcesses(
+            target,
+            count,
+            window=2 * s.handler_concurrency,
+            max_backlog_bytes=s.backlog_max_bytes,
+            nice=s.handler_process_nice,
+        )
+
+    @property
+    def handler_processes(self) -> HandlerProcesses | None:
+        """The handler processes, when handlers run outside the receiver's process."""
+        return self._handler_processes
 
     # Serving ----------------------------------------------------------------------------
 
@@ -251,12 +279,20 @@ class App(TypedOn):
         # Everything imported so far lives as long as the process: keep the collector from
         # re-scanning it on every full collection.
         gc.freeze()
-        self.runner.start()
+        processes = self._handler_processes
+        if processes is not None:
+            await processes.start()
+        else:
+            self.runner.start()
         logger.info("%s ready: deliveries at %s", self.name, self.settings.webhook_path)
         try:
             yield
         finally:
-            await self.runner.stop(self.settings.shutdown_grace_seconds)
+            grace = self.settings.shutdown_grace_seconds
+            if processes is not None:
+                await processes.stop(grace)
+            else:
+                await self.runner.stop(grace)
             if self._http is not None:
                 await self._http.aclose()
 

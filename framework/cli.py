@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     app = load_app(args.bot)
     app._settings = settings
     app.jwt  # noqa: B018 - a bad APP_ID or key fails now, not at the first delivery
+    if settings.handler_processes:
+        app.run_handlers_in_processes(args.bot, settings.handler_processes)
     uvicorn.run(
         app,
         host=settings.host,
@@ -81,6 +83,19 @@ def receive(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def handle(args: argparse.Namespace) -> int:
+    """Run handlers for a receiver (started by ``run``; not for direct use)."""
+    from framework.handler_process import ignore_stop_signals, run_handler_process
+
+    ignore_stop_signals()  # before the bot loads: a Ctrl-C then must not kill us half-started
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+    app = load_app(args.bot)
+    app._settings = settings
+    run_handler_process(app, args.fd)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line's parser, with ``--help`` on every command."""
     top = argparse.ArgumentParser(prog="python -m framework", description=__doc__.split("\n")[0])
@@ -100,6 +115,11 @@ def parser() -> argparse.ArgumentParser:
     once.add_argument("--payload", "-p", required=True, help="a JSON file with the payload")
     once.add_argument("--delivery-id", help="the delivery id to use (default: a new uuid)")
     once.set_defaults(func=receive, host=None, port=None)
+
+    child = commands.add_parser("handle", help=argparse.SUPPRESS, description=handle.__doc__)
+    child.add_argument("bot")
+    child.add_argument("--fd", type=int, required=True, help="the socket to the receiver")
+    child.set_defaults(func=handle, host=None, port=None)
     return top
 
 

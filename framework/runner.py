@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from framework.context import Context
@@ -96,6 +97,8 @@ class Runner:
         self._workers: list[asyncio.Task[None]] = []
         self._running: dict[str, Delivery] = {}
         self.stopping = False
+        self.on_finished: Callable[[Delivery], None] | None = None
+        """Called after each delivery's handlers have all finished (handler processes use it)."""
 
     @property
     def pending(self) -> int:
@@ -145,6 +148,8 @@ class Runner:
             finally:
                 self._running.pop(delivery.id, None)
                 self._queue.task_done()
+                if self.on_finished is not None:
+                    self.on_finished(delivery)
 
     async def run(self, delivery: Delivery) -> list[BaseException]:
         """Run the delivery's handlers now and wait for them; return the errors they raised."""

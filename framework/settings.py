@@ -76,6 +76,17 @@ class Settings(BaseSettings):
         gt=0,
         description="Payload bytes waiting for handlers before new deliveries get 503.",
     )
+    handler_processes: int = Field(
+        default=1,
+        ge=0,
+        description="Processes running handlers beside the receiver (`run` only); 0: in-process.",
+    )
+    handler_process_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="How much lower the handler processes' CPU priority is than the receiver's.",
+    )
     shutdown_grace_seconds: float = Field(
         default=25.0, ge=0, description="How long a stopping bot waits for running handlers."
     )

@@ -1,0 +1,189 @@
+"""Handlers in a separate process: nothing lost when it is killed, drained on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from framework.handler_process import encode_frame, read_frame
+from framework.testing import FakeGitHub, serve
+from framework.testing.fake_github import generate_app_key
+from tests.test_cli import _free_port
+from tests.test_end_to_end import INSTALLATION, REPO, SECRET, issue_opened, signed
+
+ROOT = Path(__file__).parent.parent
+SLOW_BOT = str(ROOT / "tests" / "bots" / "slow_labeler.py")
+PEM, PUBLIC = generate_app_key("e2e")
+
+
+@pytest.fixture
+def fake() -> FakeGitHub:
+    fake = FakeGitHub(app_id=123, public_key=PUBLIC)
+    fake.add_installation(INSTALLATION, account="Codertocat", repositories=[REPO])
+    return fake
+
+
+@pytest.fixture
+def fake_url(fake: FakeGitHub) -> Iterator[str]:
+    with serve(fake.app) as url:
+        yield url
+
+
+def start_bot(fake_url: str, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
+    port = _free_port()
+    environment = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
+    environment |= {
+        "APP_ID": "123",
+        "PRIVATE_KEY": PEM,
+        "WEBHOOK_SECRET": SECRET,
+        "GITHUB_API_URL": fake_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "framework", "run", SLOW_BOT],
+        env=environment,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(base + "/healthz").status_code == 200:
+                return bot, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or bot.poll() is not None:
+            bot.kill()
+            raise AssertionError("the bot did not start:\n" + (bot.communicate()[0] or ""))
+        time.sleep(0.05)
+
+
+def handler_pids(bot: subprocess.Popen[str]) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(bot.pid)], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def deliver_many(base: str, numbers: range) -> None:
+    async def go() -> None:
+        async with httpx.AsyncClient() as client:
+            for n in numbers:
+                body, headers = signed("issues", issue_opened(n), f"d-{n}")
+                response = await client.post(
+                    base + "/api/github/webhooks", content=body, headers=headers
+                )
+                assert response.status_code == 202
+
+    asyncio.run(go())
+
+
+def labelled(fake: FakeGitHub) -> dict[int, list[str]]:
+    """Issue number -> labels, from every successful label call the fake recorded."""
+    found: dict[int, list[str]] = {}
+    for call in fake.calls:
+        if call.method == "POST" and call.path.endswith("/labels") and call.status == 200:
+            number = int(call.path.split("/")[-2])
+            found.setdefault(number, []).extend(call.json["labels"])  # type: ignore[index]
+    return found
+
+
+def test_handlers_run_in_another_process_at_lower_priority(
+    fake: FakeGitHub, fake_url: str, tmp_path: Path
+) -> None:
+    bot, base = start_bot(fake_url, tmp_path, SLOW_SECONDS="0")
+    try:
+        [child] = handler_pids(bot)
+        assert (
+            os.getpriority(os.PRIO_PROCESS, child) == os.getpriority(os.PRIO_PROCESS, bot.pid) + 10
+        )
+        deliver_many(base, range(1, 4))
+        deadline = time.monotonic() + 20
+        while len(labelled(fake)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        bot.communicate(timeout=30)
+    assert labelled(fake) == {n: [f"by-{child}"] for n in range(1, 4)}
+
+
+def test_a_killed_handler_process_is_replaced_and_loses_nothing(
+    fake: FakeGitHub, fake_url: str, tmp_path: Path
+) -> None:
+    bot, base = start_bot(fake_url, tmp_path, SLOW_SECONDS="0.5")
+    try:
+        [first] = handler_pids(bot)
+        deliver_many(base, range(1, 21))
+        time.sleep(0.2)  # the handlers are running, none has finished
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(labelled(fake)) < 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [second] = handler_pids(bot)
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        output, _ = bot.communicate(timeout=30)
+    assert second != first
+    assert "exited unexpectedly" in output and "runs them again" in output
+    result = labelled(fake)
+    assert sorted(result) == list(range(1, 21)), output
+    # Every delivery was handled by the replacement, once.
+    assert all(labels == [f"by-{second}"] for labels in result.values())
+
+
+def test_sigterm_waits_for_handlers_in_the_handler_process(
+    fake: FakeGitHub, fake_url: str, tmp_path: Path
+) -> None:
+    bot, base = start_bot(fake_url, tmp_path, SLOW_SECONDS="1.0")
+    try:
+        deliver_many(base, range(1, 11))
+        time.sleep(0.1)
+        bot.send_signal(signal.SIGTERM)
+        output, _ = bot.communicate(timeout=30)
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+    assert sorted(labelled(fake)) == list(range(1, 11)), output
+    assert "unfinished" not in output
+    assert handler_pids(bot) == []
+
+
+def test_sigterm_past_the_grace_period_reports_what_did_not_finish(
+    fake: FakeGitHub, fake_url: str, tmp_path: Path
+) -> None:
+    bot, base = start_bot(fake_url, tmp_path, SLOW_SECONDS="30", SHUTDOWN_GRACE_SECONDS="0.5")
+    try:
+        deliver_many(base, range(1, 3))
+        time.sleep(0.1)
+        started = time.monotonic()
+        bot.send_signal(signal.SIGTERM)
+        output, _ = bot.communicate(timeout=30)
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+    assert time.monotonic() - started < 15
+    assert "2 deliveries unfinished" in output and "d-1" in output and "d-2" in output
+    assert labelled(fake) == {}
+
+
+async def test_frames_round_trip_and_end_cleanly() -> None:
+    reader = asyncio.StreamReader()
+    message = ("delivery", "d-1", "issues", b'{"a": 1}', "opened", 42, {"x": "y"}, 1.5)
+    reader.feed_data(encode_frame(message) + encode_frame(("stop", 2.0)))
+    reader.feed_eof()
+    assert await read_frame(reader) == message
+    assert await read_frame(reader) == ("stop", 2.0)
+    assert await read_frame(reader) is None
