@@ -4,13 +4,15 @@
 
 Starts a fake GitHub (bench/fake_server.py), the labeler (``python -m framework run
 sample_bots/labeler.py``) and the floor (bench/floor.py), each a uvicorn process on a free
-loopback port; then loads floor and labeler in interleaved rounds with wrk and signed ~18 KB
-``issues.opened`` deliveries, each with its own ``X-GitHub-Delivery``. After every labeler
-round it waits until the fake has recorded a label for every acknowledged delivery (the
-handlers run after the 202), so a backlog never spills into the next round.
+loopback port. Then, round after round, loads with wrk and signed ~18 KB deliveries, each with
+its own ``X-GitHub-Delivery``: the floor, the labeler with an event it has no handler for (its
+acknowledgement path alone), and the labeler with ``issues.opened``. After each labeler run it
+waits until the fake has recorded a label for every acknowledged delivery (the handlers run
+after the 202), so a backlog never spills into the next run.
 
-Prints, per target, the median deliveries/s and latencies over the rounds, and the ratios
-labeler/floor; writes everything to bench/results/latest.json. See bench/README.md.
+Prints, per target, the median deliveries/s, latencies and CPU per delivery over the rounds,
+and the ratios to the floor; writes everything to bench/results/latest.json. See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,7 +52,7 @@ WEBHOOK_PATH = "/api/github/webhooks"
 APP_ID = 4242
 INSTALLATION_ID = 7654321
 STARTUP_TIMEOUT = 30.0
-DRAIN_TIMEOUT = 120.0
+DRAIN_TIMEOUT = 600.0
 STOP_TIMEOUT = 10.0
 WRK_INSTALL = "apt-get install -y wrk    (Debian/Ubuntu; as root, after apt-get update)"
 
@@ -164,18 +166,25 @@ class LoadResult:
 
     target: str
     round: int
-    requests: int
+    requests: int  # answers of any status
     seconds: float
-    per_second: float
+    per_second: float  # 2xx answers (acknowledged deliveries) per second
     p50_ms: float
     p90_ms: float
     p99_ms: float
     max_ms: float
     non2xx: int
     socket_errors: int
-    drain_seconds: float | None = None
-    labels_recorded: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # the target's CPU time (user + system) while wrk ran
+    drain_seconds: float | None = None  # labeler: time to finish the handlers after wrk
+    drain_cpu_seconds: float | None = None
+    labels_recorded: int | None = None  # labeler: labels the fake recorded, load + drain
+    fake_cpu_seconds: float | None = None
+
+    @property
+    def cpu_us_per_delivery(self) -> float:
+        """The target's CPU time per answered delivery while wrk ran, in µs."""
+        return 1e6 * self.cpu_seconds / max(1, self.requests)
 
 
 @dataclass
@@ -188,7 +197,9 @@ class Load:
     cpu: int | None
     count_status: bool
 
-    def run(self, target: str, url: str, seconds: float, round_: int) -> LoadResult:
+    def run(
+        self, target: str, url: str, seconds: float, round_: int, event: str = "issues"
+    ) -> LoadResult:
         run_id = secrets.token_hex(4)
         argv = [
             *pin(self.cpu),
@@ -206,7 +217,7 @@ class Load:
             str(self.body_file),
             self.signature,
             run_id,
-            "issues",
+            event,
             *(["count-status"] if self.count_status else []),
         ]
         done = subprocess.run(
@@ -221,21 +232,132 @@ class Load:
         seconds_run = data["duration_us"] / 1e6
         latency = data["latency_ms"]
         counted = data["non2xx"]
+        non2xx = int(counted if counted is not None else data["status_errors"])
         return LoadResult(
             target=target,
             round=round_,
             requests=data["requests"],
             seconds=seconds_run,
-            per_second=data["requests"] / seconds_run,
+            per_second=(data["requests"] - non2xx) / seconds_run,
             p50_ms=latency["p50"],
             p90_ms=latency["p90"],
             p99_ms=latency["p99"],
             max_ms=latency["max"],
-            non2xx=int(counted if counted is not None else data["status_errors"]),
+            non2xx=non2xx,
             socket_errors=sum(
                 data[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
             ),
         )
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: [state, ppid, ...]; [] if the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live process descended from it (a server may spawn workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by the process and its descendants, from /proc.
+
+    Live descendants count with their own time, ended ones through their parent's
+    cutime/cstime, so work moved to child processes is not lost from the account.
+    """
+    ticks = 0
+    for member in process_tree(pid):
+        fields = _stat(member)
+        if fields:
+            ticks += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> tuple[float, int]:
+    """The peak resident memory (VmHWM, MiB) summed over the process tree, and its size."""
+    total, members = 0.0, process_tree(pid)
+    for member in members:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+    return total, len(members)
+
+
+UNHANDLED_EVENT = "issue_comment"  # the labeler subscribes to issues.opened only
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one wrk run loads: a server, and the event name the deliveries carry.
+
+    ``drains`` marks the target whose handlers run after the 202: the bench waits for them.
+    """
+
+    name: str
+    server: Server
+    event: str = "issues"
+    drains: bool = False
+
+
+def measure(
+    load: Load,
+    target: Target,
+    fake: Server,
+    seconds: float,
+    round_: int,
+    acknowledged: int,
+    profile_with: str | None = None,
+) -> LoadResult:
+    """One wrk run against ``target``; for the labeler, also the drain of its handlers.
+
+    ``acknowledged`` counts the labeler's acknowledged deliveries before this run. With
+    ``profile_with`` (py-spy), the labeler is recorded during the load and the drain
+    separately, and the fake during both.
+    """
+    recorders: list[Recorder] = []
+    pid = target.server.process.pid
+    profiling = profile_with is not None and target.drains
+    try:
+        if profiling and profile_with is not None:
+            recorders = [
+                Recorder(profile_with, pid, RESULTS / "profile-labeler-load.txt"),
+                Recorder(profile_with, fake.process.pid, RESULTS / "profile-fake.txt"),
+            ]
+        labels_before = fake_stats(fake)["labels_ok"]
+        target_cpu, fake_cpu = cpu_seconds(pid), cpu_seconds(fake.process.pid)
+        result = load.run(target.name, target.server.url, seconds, round_, target.event)
+        target_cpu_loaded = cpu_seconds(pid)
+        result.cpu_seconds = target_cpu_loaded - target_cpu
+        if not target.drains:
+            return result
+        if profiling and profile_with is not None:
+            recorders[0].stop()
+            recorders.append(Recorder(profile_with, pid, RESULTS / "profile-labeler-drain.txt"))
+        acknowledged += result.requests - result.non2xx
+        result.drain_seconds, stats = wait_for_labels(fake, acknowledged)
+        result.drain_cpu_seconds = cpu_seconds(pid) - target_cpu_loaded
+        result.fake_cpu_seconds = cpu_seconds(fake.process.pid) - fake_cpu
+        result.labels_recorded = stats["labels_ok"] - labels_before
+        return result
+    finally:
+        for recorder in recorders:
+            recorder.stop()
 
 
 def fake_stats(fake: Server) -> dict[str, Any]:
@@ -275,9 +397,10 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
-def summarize(results: list[LoadResult], target: str) -> dict[str, float]:
+def summarize(results: list[LoadResult], target: str) -> dict[str, Any]:
+    """Medians over the rounds of one target (sums for the counts)."""
     mine = [r for r in results if r.target == target]
-    return {
+    summary: dict[str, Any] = {
         "rounds": len(mine),
         "per_second": median([r.per_second for r in mine]),
         "per_second_min": min(r.per_second for r in mine),
@@ -285,53 +408,158 @@ def summarize(results: list[LoadResult], target: str) -> dict[str, float]:
         "p50_ms": median([r.p50_ms for r in mine]),
         "p90_ms": median([r.p90_ms for r in mine]),
         "p99_ms": median([r.p99_ms for r in mine]),
+        "cpu_us_per_delivery": median([r.cpu_us_per_delivery for r in mine]),
         "requests": sum(r.requests for r in mine),
         "non2xx": sum(r.non2xx for r in mine),
         "socket_errors": sum(r.socket_errors for r in mine),
     }
+    drained = [r for r in mine if r.labels_recorded]
+    if drained:
+        summary["drain_seconds"] = median([r.drain_seconds or 0.0 for r in drained])
+        summary["labels_per_second_with_drain"] = median(
+            [(r.labels_recorded or 0) / (r.seconds + (r.drain_seconds or 0.0)) for r in drained]
+        )
+        summary["cpu_us_per_label_end_to_end"] = median(
+            [
+                1e6 * (r.cpu_seconds + (r.drain_cpu_seconds or 0.0)) / (r.labels_recorded or 1)
+                for r in drained
+            ]
+        )
+        summary["fake_cpu_us_per_label"] = median(
+            [1e6 * (r.fake_cpu_seconds or 0.0) / (r.labels_recorded or 1) for r in drained]
+        )
+    return summary
 
 
-def paired_ratios(results: list[LoadResult]) -> list[float]:
-    """labeler/floor throughput per round: each labeler run against the floor run before it."""
+def paired_ratios(results: list[LoadResult], target: str = "labeler") -> list[float]:
+    """target/floor throughput per round: each run against the same round's floor run."""
     floor = {r.round: r for r in results if r.target == "floor"}
     return [
         r.per_second / floor[r.round].per_second
         for r in results
-        if r.target == "labeler" and r.round in floor
+        if r.target == target and r.round in floor
     ]
+
+
+def summarize_all(
+    results: list[LoadResult], fake: dict[str, Any], acknowledged: int
+) -> dict[str, Any]:
+    """Every target, the ratios to the floor, and what the fake recorded."""
+    floor, labeler = summarize(results, "floor"), summarize(results, "labeler")
+    paired = paired_ratios(results)
+    unhandled: dict[str, Any] | None = None
+    if any(r.target == "unhandled" for r in results):
+        unhandled = summarize(results, "unhandled")
+        unhandled_paired = paired_ratios(results, "unhandled")
+        unhandled["ratios"] = {
+            "throughput": unhandled["per_second"] / floor["per_second"],
+            "throughput_paired": median(unhandled_paired),
+            "throughput_per_round": unhandled_paired,
+            "p50": unhandled["p50_ms"] / floor["p50_ms"],
+            "p99": unhandled["p99_ms"] / floor["p99_ms"],
+            "cpu_per_ack": unhandled["cpu_us_per_delivery"] / floor["cpu_us_per_delivery"],
+        }
+    return {
+        "floor": floor,
+        "labeler": labeler,
+        "unhandled": unhandled,
+        "ratios": {
+            "throughput": labeler["per_second"] / floor["per_second"],
+            "throughput_paired": median(paired),
+            "throughput_per_round": paired,
+            "p50": labeler["p50_ms"] / floor["p50_ms"],
+            "p99": labeler["p99_ms"] / floor["p99_ms"],
+            "cpu_per_ack": labeler["cpu_us_per_delivery"] / floor["cpu_us_per_delivery"],
+            "cpu_end_to_end": labeler["cpu_us_per_label_end_to_end"] / floor["cpu_us_per_delivery"],
+        },
+        "labels": {
+            "recorded": fake["labels_ok"],
+            "failed": fake["labels_failed"],
+            "mints": fake["mints_ok"],
+            "acknowledged": acknowledged,
+            "fake": fake,
+        },
+    }
+
+
+def progress_line(r: LoadResult) -> str:
+    line = (
+        f"round {r.round} {r.target:<10}{r.per_second:8.0f}/s  p50 {r.p50_ms:6.2f} ms  "
+        f"p99 {r.p99_ms:6.2f} ms  CPU {r.cpu_us_per_delivery:5.0f} us/delivery  "
+        f"non-2xx {r.non2xx}"
+    )
+    if r.drain_seconds is not None:
+        line += f"; handlers drained in {r.drain_seconds:.1f} s"
+    return line
 
 
 def render(summary: dict[str, Any]) -> str:
-    floor, labeler = summary["floor"], summary["labeler"]
-    ratios = summary["ratios"]
+    """The table printed at the end of a run."""
+    floor, labeler, ratios = summary["floor"], summary["labeler"], summary["ratios"]
+    unhandled = summary.get("unhandled")
+    shown = [("floor", floor), ("labeler", labeler)]
+    if unhandled:
+        shown.append(("unhandled", unhandled))
     rows = [
-        f"{'target':<9}{'deliveries/s':>14}{'(min-max)':>18}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'non-2xx':>9}{'sock err':>9}",
+        f"{'target':<10}{'deliveries/s':>13}{'(min-max)':>14}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'CPU us/dlv':>12}{'non-2xx':>9}{'sock err':>9}",
     ]
-    for name, s in (("floor", floor), ("labeler", labeler)):
+    for name, s in shown:
         spread = f"({s['per_second_min']:.0f}-{s['per_second_max']:.0f})"
         rows.append(
-            f"{name:<9}{s['per_second']:>14.0f}{spread:>18}{s['p50_ms']:>9.2f}"
-            f"{s['p99_ms']:>9.2f}{s['non2xx']:>9}{s['socket_errors']:>9}"
+            f"{name:<10}{s['per_second']:>13.0f}{spread:>14}{s['p50_ms']:>9.2f}"
+            f"{s['p99_ms']:>9.2f}{s['cpu_us_per_delivery']:>12.0f}{s['non2xx']:>9}"
+            f"{s['socket_errors']:>9}"
         )
     paired = ", ".join(f"{x:.2f}" for x in ratios["throughput_per_round"])
+    labels = summary["labels"]
     rows += [
         "",
-        f"labeler/floor throughput {ratios['throughput']:.2f}x "
-        f"(per round: {paired}; median {ratios['throughput_paired']:.2f}x)",
-        f"labeler/floor latency    p50 {ratios['p50']:.2f}x   p99 {ratios['p99']:.2f}x",
-        "",
+        f"labeler/floor  throughput {ratios['throughput']:.2f}x  "
+        f"(per round {paired}; median {ratios['throughput_paired']:.2f}x)",
+        f"               latency p50 {ratios['p50']:.2f}x  p99 {ratios['p99']:.2f}x  "
+        f"CPU per acknowledgement {ratios['cpu_per_ack']:.2f}x",
     ]
-    labels = summary["labels"]
-    rows.append(
-        f"labels recorded by the fake: {labels['recorded']} for {labels['acknowledged']} "
-        f"deliveries acknowledged (202) by the labeler, warm-up included "
-        f"({labels['failed']} label requests failed; {labels['mints']} token mints)"
-    )
-    rows.append(
-        f"handler backlog after a round: drained in {labels['drain_seconds_median']:.2f} s "
-        f"(median); labels/s including the drain: {labels['sustained_per_second']:.0f}"
-    )
+    if unhandled:
+        u = unhandled["ratios"]
+        per_round = ", ".join(f"{x:.2f}" for x in u["throughput_per_round"])
+        rows += [
+            f"unhandled/floor throughput {u['throughput']:.2f}x  (per round {per_round}; "
+            f"median {u['throughput_paired']:.2f}x)",
+            f"               latency p50 {u['p50']:.2f}x  p99 {u['p99']:.2f}x  "
+            f"CPU per acknowledgement {u['cpu_per_ack']:.2f}x",
+            f"               (unhandled: the labeler receiving {UNHANDLED_EVENT} deliveries, "
+            "which no handler wants: the acknowledgement path alone)",
+        ]
+    rows += [
+        "",
+        f"handlers: the fake recorded {labels['recorded']} labels for {labels['acknowledged']} "
+        f"deliveries acknowledged (warm-up included; {labels['failed']} label requests "
+        f"failed; {labels['mints']} token mint(s))",
+        f"          after each round the labeler needed {labeler['drain_seconds']:.1f} s "
+        f"(median) to finish its handlers; labels/s over load + drain: "
+        f"{labeler['labels_per_second_with_drain']:.0f}",
+        f"          labeler CPU per delivery, acknowledgement + handler: "
+        f"{labeler['cpu_us_per_label_end_to_end']:.0f} us ({ratios['cpu_end_to_end']:.1f}x the "
+        f"floor's); the fake's: {labeler['fake_cpu_us_per_label']:.0f} us per label",
+    ]
+    for name, s in shown:
+        if s["non2xx"] or s["socket_errors"]:
+            log = "floor" if name == "floor" else "labeler"
+            rows.append(
+                f"WARNING: {name} gave {s['non2xx']} non-2xx answers and {s['socket_errors']} "
+                "socket errors: deliveries/s counts 2xx only, latencies include the refusals "
+                f"(log: bench/results/logs/{log}.log)"
+            )
+    peaks = summary.get("peak_rss_mb")
+    if peaks:
+        rows.append(
+            "peak RSS: "
+            + ", ".join(
+                f"{name} {mb:.0f} MiB" + (f" ({n} processes)" if n > 1 else "")
+                for name, (mb, n) in peaks.items()
+            )
+        )
     return "\n".join(rows)
 
 
@@ -341,7 +569,9 @@ def render(summary: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10, help="length of each run (10)")
-    parser.add_argument("--rounds", type=int, default=3, help="floor+labeler rounds (3)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of floor, unhandled, labeler (3)"
+    )
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per target (3)")
     parser.add_argument(
@@ -353,15 +583,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--count-status",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="count every non-2xx in Lua response() (slower wrk); default: wrk's own count of "
-        "answers >= 400",
+        default=True,
+        help="count every non-2xx answer in the Lua response() hook (default; it cost nothing "
+        "measurable here); --no-count-status counts only answers >= 400, with wrk's own counter",
+    )
+    parser.add_argument(
+        "--unhandled",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"also load the labeler with {UNHANDLED_EVENT} deliveries, which no handler wants: "
+        "its acknowledgement path alone (default: on)",
     )
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="record the labeler and the fake with py-spy during the rounds "
-        "(bench/results/profile-*.txt); a profiled run's figures are perturbed",
+        help="record the labeler (load, then drain) and the fake with py-spy during one extra "
+        "labeler run left out of the figures (bench/results/profile-*.txt)",
     )
     parser.add_argument("--py-spy", default=shutil.which("py-spy"), help="the py-spy binary")
     parser.add_argument("--payload-bytes", type=int, default=18 * 1024, help="body size (18432)")
@@ -391,6 +628,19 @@ def sigterm_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured and the files changed since (figures belong to a version)."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(
+            ["git", *argv], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        )
+        return done.stdout.rstrip() if done.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "--", "framework", "sample_bots").splitlines()
+    return {"commit": git("rev-parse", "HEAD"), "changed": [line[3:] for line in changed]}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.profile and not args.py_spy:
@@ -403,6 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    code = code_version()  # before the run: the tree may change while it runs
     RESULTS.mkdir(exist_ok=True)
     log_dir = RESULTS / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -422,7 +673,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers = Servers(log_dir)
     results: list[LoadResult] = []
     warmups: list[LoadResult] = []
-    recorders: list[Recorder] = []
 
     with sigterm_as_exit():
         try:
@@ -466,7 +716,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             wait_until_up(fake, "/__bench/stats", {200})
             wait_until_up(labeler, "/healthz", {200})
             wait_until_up(floor, WEBHOOK_PATH, {405})
-            targets = {"floor": floor, "labeler": labeler}
+            targets = [Target("floor", floor)]
+            if args.unhandled:
+                targets.append(Target("unhandled", labeler, event=UNHANDLED_EVENT))
+            handled = Target("labeler", labeler, drains=True)
+            targets.append(handled)  # last: its handlers drain before the next floor run
             pinning = (
                 f"servers on CPU {server_cpu}, wrk and fake on CPU {load_cpu}"
                 if server_cpu is not None
@@ -479,41 +733,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
             acknowledged = 0
-            for name, server in targets.items():
-                print(f"warm-up {name} ({args.warmup:g} s)", flush=True)
-                warm = load.run(name, server.url, args.warmup, 0)
+            for target in targets:
+                print(f"warm-up {target.name} ({args.warmup:g} s)", flush=True)
+                warm = measure(load, target, fake, args.warmup, 0, acknowledged)
+                acknowledged += warm.requests - warm.non2xx if target.drains else 0
                 warmups.append(warm)
-                if name == "labeler":
-                    acknowledged += warm.requests - warm.non2xx
-                    warm.drain_seconds, stats = wait_for_labels(fake, acknowledged)
             if args.profile:
-                recorders = [
-                    Recorder(args.py_spy, s.process.pid, RESULTS / f"profile-{s.name}.txt")
-                    for s in (labeler, fake)
-                ]
+                print(f"profiling the labeler with py-spy ({args.seconds:g} s)", flush=True)
+                profiled = measure(load, handled, fake, args.seconds, 0, acknowledged, args.py_spy)
+                acknowledged += profiled.requests - profiled.non2xx
+                warmups.append(profiled)
             for round_ in range(1, args.rounds + 1):
-                for name, server in targets.items():
-                    before = fake_stats(fake)["labels_ok"]
-                    result = load.run(name, server.url, args.seconds, round_)
-                    if name == "labeler":
-                        acknowledged += result.requests - result.non2xx
-                        result.drain_seconds, stats = wait_for_labels(fake, acknowledged)
-                        result.labels_recorded = stats["labels_ok"] - before
+                for target in targets:
+                    result = measure(load, target, fake, args.seconds, round_, acknowledged)
+                    acknowledged += result.requests - result.non2xx if target.drains else 0
                     results.append(result)
-                    drain = (
-                        f", drained in {result.drain_seconds:.2f} s"
-                        if result.drain_seconds is not None
-                        else ""
-                    )
-                    print(
-                        f"round {round_} {name:<8} {result.per_second:8.0f}/s  "
-                        f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
-                        f"non-2xx {result.non2xx}{drain}",
-                        flush=True,
-                    )
+                    print(progress_line(result), flush=True)
             final = fake_stats(fake)
-            for recorder in recorders:
-                recorder.stop()
+            peaks = {s.name: peak_rss_mb(s.process.pid) for s in (labeler, floor, fake)}
             for server in (fake, labeler, floor):
                 if server.process.poll() is not None:
                     raise RuntimeError(f"{server.name} died during the run:\n{server.log_tail()}")
@@ -524,47 +761,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:
-            for recorder in recorders:
-                recorder.stop()
             servers.stop_all()
 
-    floor_summary = summarize(results, "floor")
-    labeler_summary = summarize(results, "labeler")
-    paired = paired_ratios(results)
-    labeler_runs = [r for r in results if r.target == "labeler"]
-    sustained = [
-        (r.labels_recorded or 0) / (r.seconds + (r.drain_seconds or 0.0)) for r in labeler_runs
-    ]
-    summary: dict[str, Any] = {
-        "floor": floor_summary,
-        "labeler": labeler_summary,
-        "ratios": {
-            "throughput": labeler_summary["per_second"] / floor_summary["per_second"],
-            "throughput_paired": median(paired),
-            "throughput_per_round": paired,
-            "p50": labeler_summary["p50_ms"] / floor_summary["p50_ms"],
-            "p99": labeler_summary["p99_ms"] / floor_summary["p99_ms"],
-        },
-        "labels": {
-            "recorded": final["labels_ok"],
-            "failed": final["labels_failed"],
-            "mints": final["mints_ok"],
-            "acknowledged": acknowledged,
-            "drain_seconds_median": median([r.drain_seconds or 0.0 for r in labeler_runs]),
-            "sustained_per_second": median(sustained),
-            "fake": final,
-        },
-    }
+    summary = summarize_all(results, final, acknowledged)
+    summary["peak_rss_mb"] = peaks
     print()
     print(render(summary))
-    for recorder in recorders:
-        if recorder.output.exists():
-            print()
-            print(top_frames(recorder.output))
+    if args.profile:
+        for name in ("labeler-load", "labeler-drain", "fake"):
+            path = RESULTS / f"profile-{name}.txt"
+            if path.exists():
+                print()
+                print(top_frames(path))
     report = {
         "summary": summary,
         "runs": [asdict(r) for r in results],
         "warmups": [asdict(r) for r in warmups],
+        "code": code,
         "config": {
             "seconds": args.seconds,
             "rounds": args.rounds,
@@ -572,6 +785,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warmup_seconds": args.warmup,
             "payload_bytes": len(body),
             "count_status": args.count_status,
+            "unhandled_event": UNHANDLED_EVENT if args.unhandled else None,
             "server_cpu": server_cpu,
             "load_cpu": load_cpu,
         },

@@ -1,10 +1,11 @@
 """Optional profiling of the bench's servers with py-spy (``bench/run.py --profile``).
 
-py-spy samples a running process from outside (``--nonblocking``: it does not stop the
-process to read its stacks, so the cost to the target is small, but not nil: do not quote
-figures from a profiled run). It writes collapsed stacks (``--format raw``), one line per
-distinct stack with its sample count; :func:`top_frames` sums them into the functions where
-the samples landed (self) and the functions on the stack (inclusive).
+py-spy samples a running process from outside. It pauses the process for each sample (with
+``--nonblocking`` it would not, but then loses about a third of the samples here), so a
+profiled run's figures are not quoted: run.py profiles an extra run that no summary includes.
+py-spy writes collapsed stacks (``--format raw``), one line per distinct stack with its sample
+count; :func:`top_frames` sums them into the functions where the samples landed (self) and the
+functions on the stack (inclusive).
 
     .venv/bin/python bench/spy.py bench/results/profile-labeler.txt   # print the summary
 """
@@ -20,6 +21,18 @@ from pathlib import Path
 
 SAMPLE_RATE = 250
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
+# Frames on (nearly) every stack: the interpreter, uvicorn and the CLI starting the loop.
+_ROOTS = (
+    "runpy",
+    "__main__.py",
+    "framework/cli.py",
+    "fake_server.py",
+    "uvicorn/main.py",
+    "uvicorn/server.py",
+    "uvicorn/_compat.py",
+    "asyncio/runners.py",
+    "asyncio/base_events.py",
+)
 _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
@@ -34,7 +47,7 @@ class Recorder:
                 "record",
                 "--pid",
                 str(pid),
-                "--nonblocking",
+                "--subprocesses",  # handlers may run in child processes
                 "--rate",
                 str(SAMPLE_RATE),
                 "--format",
@@ -73,9 +86,13 @@ def _short(frame: str) -> str:
 
 
 def top_frames(path: Path, limit: int = 12) -> str:
-    """A table of the functions with the most samples: self, then inclusive."""
+    """A table of the functions with the most samples: self, then inclusive.
+
+    The inclusive list leaves out the frames every stack starts with (see ``_ROOTS``).
+    """
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    processes: Counter[str] = Counter()
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         matched = _LINE.match(line.strip())
@@ -83,15 +100,23 @@ def top_frames(path: Path, limit: int = 12) -> str:
             continue
         count = int(matched["count"])
         frames = [_short(f) for f in matched["stack"].split(";") if f]
+        owner = None
+        while frames and frames[0].startswith("process "):  # --subprocesses: parent;child
+            owner = frames.pop(0)
+        if owner is not None:
+            processes[owner[:100]] += count
         if not frames:
             continue
         total += count
         own[frames[-1]] += count
         for frame in set(frames):
-            inclusive[frame] += count
+            if not any(root in frame for root in _ROOTS):
+                inclusive[frame] += count
     if not total:
         return f"{path}: no samples"
     rows = [f"{path.name}: {total} samples"]
+    if len(processes) > 1:
+        rows += [f"  {100 * n / total:6.1f}   {name}" for name, n in processes.most_common()]
     rows.append("  self %   function")
     rows += [f"  {100 * n / total:6.1f}   {name}" for name, n in own.most_common(limit)]
     rows.append("  incl %   function")
