@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -68,6 +69,36 @@ def _json_body(data: dict[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
+class RefusalLog:
+    """Logs refusals at most once a second per status, counting the ones it held back.
+
+    A flood of forged or oversized deliveries, or a full backlog, must not flood the logs too.
+    """
+
+    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._next: dict[int, float] = {}
+        self._held: dict[int, int] = {}
+
+    def refused(self, error: WebhookError, delivery_id: str | None) -> None:
+        """Note one refusal; log it unless one of the same status was logged just now."""
+        now = self._clock()
+        status = error.status
+        if now < self._next.get(status, 0.0):
+            self._held[status] = self._held.get(status, 0) + 1
+            return
+        self._next[status] = now + self.interval
+        held = self._held.pop(status, 0)
+        logger.warning(
+            "refused a delivery (%d): %s%s",
+            status,
+            error,
+            f" (and {held} more with this status since the last such line)" if held else "",
+            extra={"bound_fields": {"delivery": delivery_id}},
+        )
+
+
 _ACCEPTED = _json_body({"ok": True})
 _IGNORED = _json_body({"ok": True, "handled": False})
 
@@ -86,6 +117,7 @@ class WebhookReceiver:
         self._verifier = verifier
         self._max_bytes = max_bytes
         self._load = load or ReceiverLoad()
+        self._refusals = RefusalLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -100,12 +132,7 @@ class WebhookReceiver:
             # then records a failure instead of being told a lie.
             handled = self._accept(delivery)
         except WebhookError as exc:
-            logger.warning(
-                "refused a delivery (%d): %s",
-                exc.status,
-                exc,
-                extra={"bound_fields": {"delivery": headers.get("x-github-delivery")}},
-            )
+            self._refusals.refused(exc, headers.get("x-github-delivery"))
             await _respond(send, exc.status, _json_body({"error": str(exc)}))
             return
         finally:

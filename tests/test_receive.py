@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import pytest
 
 from framework.errors import InvalidPayload, MissingHeader, SignatureMismatch
-from framework.receive import read_delivery
+from framework.receive import RefusalLog, read_delivery
 from framework.signature import SignatureVerifier, sign
 
 SECRET = "s3cret"
@@ -129,3 +129,22 @@ def test_a_payload_that_does_not_fit_its_model_fails_when_used_naming_the_field(
     delivery = read_delivery(headers_for(body), body, VERIFIER)  # valid JSON: accepted
     with pytest.raises(InvalidPayload, match=r"issues\.opened payload does not fit IssuesOpened"):
         delivery.event  # noqa: B018
+
+
+def test_refusals_are_logged_at_most_once_a_second_per_status(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    log = RefusalLog(clock=lambda: now[0])
+    for _ in range(50):
+        log.refused(SignatureMismatch("the signature does not match"), "d")
+    log.refused(InvalidPayload("not JSON"), "d")  # another status: its own line
+    now[0] += 1.5
+    log.refused(SignatureMismatch("the signature does not match"), "d")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "refused a delivery (401): the signature does not match",
+        "refused a delivery (400): not JSON",
+        "refused a delivery (401): the signature does not match"
+        " (and 49 more with this status since the last such line)",
+    ]
