@@ -42,7 +42,7 @@ from framework.handler_process import HandlerProcesses
 from framework.private_key import load_private_key
 from framework.receive import Receive, Scope, Send, WebhookReceiver
 from framework.routing import ANY, Handler, Router
-from framework.runner import Runner
+from framework.runner import Runner, revokes_tokens
 from framework.settings import Settings, load_settings
 from framework.signature import SignatureVerifier
 from framework.tokens import AccessToken, InstallationTokens, TokenScope
@@ -195,15 +195,7 @@ class App(TypedOn):
 
         Raises :class:`~framework.errors.Unavailable` while stopping or when the backlog is full.
         """
-        installation_id = delivery.installation_id
-        if (
-            delivery.name == "installation"
-            and delivery.action in ("deleted", "suspend")
-            and installation_id is not None
-        ):
-            # Its tokens stopped working; a later reinstall must not be served a dead one.
-            self._tokens.forget_installation(installation_id)
-        if not self.router.match(delivery.name, delivery.action):
+        if not self.router.match(delivery.name, delivery.action) and not revokes_tokens(delivery):
             return False
         if self._handler_processes is not None:
             self._handler_processes.submit(delivery)
@@ -215,6 +207,10 @@ class App(TypedOn):
             runner.start()  # served without lifespan events (e.g. httpx's ASGITransport)
         runner.submit(delivery)
         return True
+
+    def forget_installation(self, installation_id: int) -> None:
+        """Drop the cached tokens of an installation (it was deleted or suspended)."""
+        self._tokens.forget_installation(installation_id)
 
     async def receive(
         self,

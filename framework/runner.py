@@ -33,6 +33,11 @@ from framework.routing import Handler
 if TYPE_CHECKING:
     from framework.app import App
 
+
+def revokes_tokens(delivery: Delivery) -> bool:
+    """Whether the delivery says the installation's tokens stopped working."""
+    return delivery.name == "installation" and delivery.action in ("deleted", "suspend")
+
 logger = logging.getLogger("framework.runner")
 
 
@@ -153,6 +158,9 @@ class Runner:
 
     async def run(self, delivery: Delivery) -> list[BaseException]:
         """Run the delivery's handlers now and wait for them; return the errors they raised."""
+        if delivery.installation_id is not None and revokes_tokens(delivery):
+            # Here, where the tokens are cached (the handler process, or this one).
+            self.app.forget_installation(delivery.installation_id)
         handlers = self.app.router.match(delivery.name, delivery.action)
         if not handlers:
             return []

@@ -384,3 +384,28 @@ async def test_while_the_receiver_is_busy_only_a_few_handlers_start() -> None:
     release.set()
     await app.wait_idle()
     await runner.stop(grace=1)
+
+
+async def test_an_installation_deleted_event_drops_its_cached_tokens(
+    fake: FakeGitHub, fake_url: str
+) -> None:
+    app = new_app(fake_url)
+
+    @app.on("issues.opened")
+    async def label(ctx: Context[IssuesOpened]) -> None:
+        await ctx.github.post(
+            f"/repos/{ctx.repo_full_name}/issues/{ctx.event.issue.number}/labels",
+            json={"labels": ["x"]},
+        )
+
+    assert await app.receive("issues", issue_opened(1)) == []
+    assert await app.receive("issues", issue_opened(2)) == []
+    assert fake.mint_count(INSTALLATION) == 1
+    # No handler wants installation events, and still the cache hears of it.
+    deleted = {"action": "deleted", "installation": {"id": INSTALLATION}}
+    assert app.accept(Delivery.from_payload("d-del", "installation", deleted))
+    await app.wait_idle()
+    assert await app.receive("issues", issue_opened(3)) == []
+    assert fake.mint_count(INSTALLATION) == 2
+    await app.runner.stop(grace=1)
+    await app.http.aclose()
