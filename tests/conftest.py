@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from framework.testing import FakeGitHub, serve
+from tests.support import APP_ID, INSTALLATION, PUBLIC, REPO
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +26,18 @@ def private_pem(rsa_key: rsa.RSAPrivateKey) -> str:
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     ).decode()
+
+
+@pytest.fixture
+def fake() -> FakeGitHub:
+    """A strict fake GitHub with the app installed on Codertocat/Hello-World."""
+    fake = FakeGitHub(app_id=APP_ID, public_key=PUBLIC)
+    fake.add_installation(INSTALLATION, account="Codertocat", repositories=[REPO])
+    return fake
+
+
+@pytest.fixture
+def fake_url(fake: FakeGitHub) -> Iterator[str]:
+    """The fake, served by a real uvicorn on a loopback port."""
+    with serve(fake.app) as url:
+        yield url

@@ -7,20 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from framework.testing import FakeGitHub, serve
-from framework.testing.fake_github import generate_app_key
-from tests.test_end_to_end import INSTALLATION, REPO, SECRET, issue_opened, signed
+from framework.testing import FakeGitHub
+from tests.support import PEM, REPO, ROOT, issue_opened, signed, start_bot
 
-ROOT = Path(__file__).parent.parent
 LABELER = str(ROOT / "sample_bots" / "labeler.py")
-PEM, PUBLIC = generate_app_key("e2e")
 SETTINGS = [
     "APP_ID",
     "CLIENT_ID",
@@ -53,19 +48,6 @@ def env(tmp_path: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     clean["PYTHONPATH"] = str(ROOT)
     return clean
-
-
-@pytest.fixture
-def fake() -> FakeGitHub:
-    fake = FakeGitHub(app_id=123, public_key=PUBLIC)
-    fake.add_installation(INSTALLATION, account="Codertocat", repositories=[REPO])
-    return fake
-
-
-@pytest.fixture
-def fake_url(fake: FakeGitHub) -> Iterator[str]:
-    with serve(fake.app) as url:
-        yield url
 
 
 def test_help_everywhere(env: dict[str, str], tmp_path: Path) -> None:
@@ -142,37 +124,9 @@ def test_receive_exits_non_zero_when_a_handler_fails(
     assert PEM.splitlines()[1] not in result.stderr
 
 
-def test_run_serves_and_drains_on_sigterm(
-    env: dict[str, str], tmp_path: Path, fake: FakeGitHub, fake_url: str
-) -> None:
-    port = _free_port()
-    env |= {
-        "APP_ID": "123",
-        "PRIVATE_KEY": PEM,
-        "WEBHOOK_SECRET": SECRET,
-        "GITHUB_API_URL": fake_url,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-    }
-    bot = subprocess.Popen(
-        [sys.executable, "-m", "framework", "run", LABELER],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def test_run_serves_and_drains_on_sigterm(tmp_path: Path, fake: FakeGitHub, fake_url: str) -> None:
+    bot, base = start_bot(LABELER, fake_url, tmp_path)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(base + "/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the bot did not start"
-            time.sleep(0.05)
         body, headers = signed("issues", issue_opened(21), "d-cli")
         assert (
             httpx.post(base + "/api/github/webhooks", content=body, headers=headers).status_code
@@ -187,11 +141,3 @@ def test_run_serves_and_drains_on_sigterm(
     assert bot.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
     assert fake.issue_labels(REPO, 21) == ["needs-response"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

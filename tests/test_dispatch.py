@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,23 +18,7 @@ from framework import App, Context, Delivery, NoInstallation, Settings
 from framework.events import IssuesOpened, PingEvent
 from framework.signature import sign
 from framework.testing import FakeGitHub, serve, serve_async
-from framework.testing.fake_github import generate_app_key
-from tests.test_end_to_end import INSTALLATION, REPO, SECRET, issue_opened, signed
-
-PEM, PUBLIC = generate_app_key("e2e")
-
-
-@pytest.fixture
-def fake() -> FakeGitHub:
-    fake = FakeGitHub(app_id=123, public_key=PUBLIC)
-    fake.add_installation(INSTALLATION, account="Codertocat", repositories=[REPO])
-    return fake
-
-
-@pytest.fixture
-def fake_url(fake: FakeGitHub) -> Iterator[str]:
-    with serve(fake.app) as url:
-        yield url
+from tests.support import INSTALLATION, PEM, REPO, SECRET, issue_opened, signed
 
 
 def new_app(fake_url: str = "http://127.0.0.1:9", **settings: Any) -> App:

@@ -7,9 +7,7 @@ runs in the background, JWT and installation token minted, API call made.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,53 +16,8 @@ import pytest
 from framework import App, Context, Settings
 from framework.events import IssuesOpened
 from framework.signature import sign
-from framework.testing import FakeGitHub, serve, serve_async
-from framework.testing.fake_github import generate_app_key
-
-PAYLOADS = Path(__file__).parent / "fixtures" / "payloads"
-SECRET = "e2e-secret"
-INSTALLATION = 4242
-REPO = "Codertocat/Hello-World"
-
-
-def issue_opened(number: int = 1, installation: int | None = INSTALLATION) -> dict[str, Any]:
-    """The real issues.opened payload, as an app receives it (with its installation)."""
-    payload = json.loads((PAYLOADS / "issues.opened.json").read_text())
-    payload["issue"]["number"] = number
-    if installation is not None:
-        payload["installation"] = {"id": installation, "node_id": "MDIzOkludGVncmF0aW9u"}
-    return payload
-
-
-def signed(
-    event: str, payload: dict[str, Any], delivery: str, secret: str = SECRET
-) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    return body, {
-        "Content-Type": "application/json",
-        "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery,
-        "X-Hub-Signature-256": sign(body, secret),
-        "User-Agent": "GitHub-Hookshot/e2e",
-    }
-
-
-@pytest.fixture(scope="module")
-def app_key() -> tuple[str, Any]:
-    return generate_app_key("e2e")
-
-
-@pytest.fixture
-def fake(app_key: tuple[str, Any]) -> FakeGitHub:
-    fake = FakeGitHub(app_id=123, public_key=app_key[1])
-    fake.add_installation(INSTALLATION, account="Codertocat", repositories=[REPO])
-    return fake
-
-
-@pytest.fixture
-def fake_url(fake: FakeGitHub) -> Iterator[str]:
-    with serve(fake.app) as url:
-        yield url
+from framework.testing import FakeGitHub, serve_async
+from tests.support import INSTALLATION, PEM, REPO, SECRET, issue_opened, signed
 
 
 def make_app(fake_url: str, private_pem: str, **settings: Any) -> App:
@@ -93,8 +46,8 @@ def labeler(fake_url: str, private_pem: str, **settings: Any) -> App:
 
 
 @pytest.fixture
-async def bot(fake_url: str, app_key: tuple[str, Any]) -> AsyncIterator[tuple[App, str]]:
-    app = labeler(fake_url, app_key[0])
+async def bot(fake_url: str) -> AsyncIterator[tuple[App, str]]:
+    app = labeler(fake_url, PEM)
     async with serve_async(app) as url:
         yield app, url + "/api/github/webhooks"
 
@@ -229,9 +182,9 @@ async def test_refusals_have_short_json_bodies_and_the_right_status(
 
 
 async def test_bodies_over_the_cap_are_refused_without_reading_them_whole(
-    fake_url: str, private_pem: str
+    fake_url: str,
 ) -> None:
-    app = labeler(fake_url, private_pem, webhook_max_bytes=64 * 1024)
+    app = labeler(fake_url, PEM, webhook_max_bytes=64 * 1024)
     read = [0]
 
     async def counting(scope: Any, receive: Any, send: Any) -> None:

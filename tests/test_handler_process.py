@@ -6,71 +6,16 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from framework.handler_process import encode_frame, read_frame
-from framework.testing import FakeGitHub, serve
-from framework.testing.fake_github import generate_app_key
-from tests.test_cli import _free_port
-from tests.test_end_to_end import INSTALLATION, REPO, SECRET, issue_opened, signed
+from framework.testing import FakeGitHub
+from tests.support import ROOT, issue_opened, signed, start_bot
 
-ROOT = Path(__file__).parent.parent
 SLOW_BOT = str(ROOT / "tests" / "bots" / "slow_labeler.py")
-PEM, PUBLIC = generate_app_key("e2e")
-
-
-@pytest.fixture
-def fake() -> FakeGitHub:
-    fake = FakeGitHub(app_id=123, public_key=PUBLIC)
-    fake.add_installation(INSTALLATION, account="Codertocat", repositories=[REPO])
-    return fake
-
-
-@pytest.fixture
-def fake_url(fake: FakeGitHub) -> Iterator[str]:
-    with serve(fake.app) as url:
-        yield url
-
-
-def start_bot(fake_url: str, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
-    port = _free_port()
-    environment = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
-    environment |= {
-        "APP_ID": "123",
-        "PRIVATE_KEY": PEM,
-        "WEBHOOK_SECRET": SECRET,
-        "GITHUB_API_URL": fake_url,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "PYTHONPATH": str(ROOT),
-        **env,
-    }
-    bot = subprocess.Popen(
-        [sys.executable, "-m", "framework", "run", SLOW_BOT],
-        env=environment,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(base + "/healthz").status_code == 200:
-                return bot, base
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or bot.poll() is not None:
-            bot.kill()
-            raise AssertionError("the bot did not start:\n" + (bot.communicate()[0] or ""))
-        time.sleep(0.05)
 
 
 def handler_pids(bot: subprocess.Popen[str]) -> list[int]:
@@ -104,7 +49,7 @@ def labelled(fake: FakeGitHub) -> dict[int, list[str]]:
 def test_handlers_run_in_another_process_at_lower_priority(
     fake: FakeGitHub, fake_url: str, tmp_path: Path
 ) -> None:
-    bot, base = start_bot(fake_url, tmp_path, SLOW_SECONDS="0")
+    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path, SLOW_SECONDS="0")
     try:
         [child] = handler_pids(bot)
         assert (
@@ -123,7 +68,7 @@ def test_handlers_run_in_another_process_at_lower_priority(
 def test_a_killed_handler_process_is_replaced_and_loses_nothing(
     fake: FakeGitHub, fake_url: str, tmp_path: Path
 ) -> None:
-    bot, base = start_bot(fake_url, tmp_path, SLOW_SECONDS="0.5")
+    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path, SLOW_SECONDS="0.5")
     try:
         [first] = handler_pids(bot)
         deliver_many(base, range(1, 21))
@@ -147,7 +92,7 @@ def test_a_killed_handler_process_is_replaced_and_loses_nothing(
 def test_sigterm_waits_for_handlers_in_the_handler_process(
     fake: FakeGitHub, fake_url: str, tmp_path: Path
 ) -> None:
-    bot, base = start_bot(fake_url, tmp_path, SLOW_SECONDS="1.0")
+    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path, SLOW_SECONDS="1.0")
     try:
         deliver_many(base, range(1, 11))
         time.sleep(0.1)
@@ -164,7 +109,9 @@ def test_sigterm_waits_for_handlers_in_the_handler_process(
 def test_sigterm_past_the_grace_period_reports_what_did_not_finish(
     fake: FakeGitHub, fake_url: str, tmp_path: Path
 ) -> None:
-    bot, base = start_bot(fake_url, tmp_path, SLOW_SECONDS="30", SHUTDOWN_GRACE_SECONDS="0.5")
+    bot, base = start_bot(
+        SLOW_BOT, fake_url, tmp_path, SLOW_SECONDS="30", SHUTDOWN_GRACE_SECONDS="0.5"
+    )
     try:
         deliver_many(base, range(1, 3))
         time.sleep(0.1)

@@ -1,0 +1,91 @@
+"""What the end-to-end tests share: real payloads, signing, and starting a bot process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from framework.signature import sign
+from framework.testing.fake_github import generate_app_key
+
+ROOT = Path(__file__).parent.parent
+PAYLOADS = ROOT / "tests" / "fixtures" / "payloads"
+SECRET = "e2e-secret"
+APP_ID = 123
+INSTALLATION = 4242
+REPO = "Codertocat/Hello-World"
+PEM, PUBLIC = generate_app_key("e2e")
+
+
+def issue_opened(number: int = 1, installation: int | None = INSTALLATION) -> dict[str, Any]:
+    """The real issues.opened payload, as an app receives it (with its installation)."""
+    payload = json.loads((PAYLOADS / "issues.opened.json").read_text())
+    payload["issue"]["number"] = number
+    if installation is not None:
+        payload["installation"] = {"id": installation, "node_id": "MDIzOkludGVncmF0aW9u"}
+    return payload
+
+
+def signed(
+    event: str, payload: dict[str, Any], delivery: str, secret: str = SECRET
+) -> tuple[bytes, dict[str, str]]:
+    """A delivery's body and headers, signed as GitHub signs them."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return body, {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": sign(body, secret),
+        "User-Agent": "GitHub-Hookshot/e2e",
+    }
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_bot(bot: str, fake_url: str, cwd: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
+    """``python -m framework run BOT`` against the fake; returns it once /healthz answers."""
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
+    environment |= {
+        "APP_ID": str(APP_ID),
+        "PRIVATE_KEY": PEM,
+        "WEBHOOK_SECRET": SECRET,
+        "GITHUB_API_URL": fake_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PYTHONPATH": str(ROOT),
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "framework", "run", bot],
+        env=environment,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(base + "/healthz").status_code == 200:
+                return process, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise AssertionError("the bot did not start:\n" + (process.communicate()[0] or ""))
+        time.sleep(0.05)
