@@ -99,6 +99,14 @@ class App(TypedOn):
             self._settings = load_settings()
         return self._settings
 
+    def configure(self, settings: Settings) -> None:
+        """Use these settings instead of the environment's; call before serving."""
+        if self._starlette is not None:
+            raise RuntimeError("configure() must be called before the app serves requests")
+        self._settings = settings
+        self._runner = None
+        self._jwt = None
+
     @property
     def runner(self) -> Runner:
         """The queue and workers that run handlers."""

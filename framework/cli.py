@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail("cannot start:\n  " + "\n  ".join(problems))
     configure_logging(settings.log_level, settings.log_format)
     app = load_app(args.bot)
-    app._settings = settings
+    app.configure(settings)
     app.jwt  # noqa: B018 - a bad APP_ID or key fails now, not at the first delivery
     if settings.handler_processes:
         app.run_handlers_in_processes(args.bot, settings.handler_processes)
@@ -69,7 +69,7 @@ def receive(args: argparse.Namespace) -> int:
     if not isinstance(payload, dict):
         return _fail(f"{args.payload} must hold a JSON object")
     app = load_app(args.bot)
-    app._settings = settings
+    app.configure(settings)
 
     async def go() -> int:
         try:
@@ -91,7 +91,7 @@ def handle(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
     app = load_app(args.bot)
-    app._settings = settings
+    app.configure(settings)
     run_handler_process(app, args.fd)
     return 0
 

@@ -141,3 +141,12 @@ def test_run_serves_and_drains_on_sigterm(tmp_path: Path, fake: FakeGitHub, fake
     assert bot.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
     assert fake.issue_labels(REPO, 21) == ["needs-response"]
+
+
+def test_the_framework_console_script_is_installed(env: dict[str, str], tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("framework")
+    assert script.exists(), "pip install should have installed the `framework` command"
+    result = subprocess.run(
+        [str(script), "--help"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and "run" in result.stdout and "receive" in result.stdout

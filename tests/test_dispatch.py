@@ -18,7 +18,7 @@ from framework import App, Context, Delivery, NoInstallation, Settings
 from framework.events import IssuesOpened, PingEvent
 from framework.signature import sign
 from framework.testing import FakeGitHub, serve, serve_async
-from tests.support import INSTALLATION, PEM, REPO, SECRET, issue_opened, signed
+from tests.support import INSTALLATION, PEM, PUBLIC, REPO, SECRET, issue_opened, signed
 
 
 def new_app(fake_url: str = "http://127.0.0.1:9", **settings: Any) -> App:
@@ -392,3 +392,36 @@ async def test_an_installation_deleted_event_drops_its_cached_tokens(
     assert fake.mint_count(INSTALLATION) == 2
     await app.runner.stop(grace=1)
     await app.http.aclose()
+
+
+async def test_the_client_id_can_be_the_jwt_issuer_and_every_client_shares_one_pool(
+    app_key_fake: FakeGitHub,
+) -> None:
+    with serve(app_key_fake.app) as url:
+        app = new_app(url, app_id=None, client_id="Iv1.e2e")
+        pools: list[object] = []
+
+        @app.on("issues.opened")
+        async def label(ctx: Context[IssuesOpened]) -> None:
+            pools.append(ctx.github.http)
+            await ctx.github.post(
+                f"/repos/{ctx.repo_full_name}/issues/{ctx.event.issue.number}/labels",
+                json={"labels": ["by-client-id"]},
+            )
+
+        assert await app.receive("issues", issue_opened(1)) == []
+        assert await app.receive("issues", issue_opened(2)) == []
+        shared = app.http
+        await shared.aclose()
+    assert app_key_fake.issue_labels(REPO, 2) == ["by-client-id"]
+    assert pools[0] is pools[1] is shared
+    [mint] = app_key_fake.calls_to("POST", f"/app/installations/{INSTALLATION}/access_tokens")
+    assert mint.status == 201
+
+
+@pytest.fixture
+def app_key_fake() -> FakeGitHub:
+    """A fake that accepts only the client id as the JWT issuer."""
+    fake = FakeGitHub(app_id=999_999, client_id="Iv1.e2e", public_key=PUBLIC)
+    fake.add_installation(INSTALLATION, account="Codertocat", repositories=[REPO])
+    return fake
