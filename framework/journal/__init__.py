@@ -1,0 +1,117 @@
+"""The delivery journal: every verified delivery, stored before GitHub is told 202.
+
+The journal is what makes a delivery run once and never get lost:
+
+- :meth:`Journal.record` stores a delivery and says whether it is new. A delivery id seen
+  before (GitHub keeps the id on redelivery) is not run again while it is pending, running or
+  done; one that failed for good runs again when it is redelivered.
+- Handlers take deliveries with :meth:`Journal.claim`, under a lease. A consumer that dies
+  (SIGKILL, OOM, power) stops renewing it, and :meth:`Journal.requeue_expired` hands its
+  deliveries to the living: at-least-once.
+- :meth:`Journal.complete`, :meth:`Journal.retry` (later, after a backoff) and
+  :meth:`Journal.fail` (a dead letter, with its error) close a claim.
+
+Implementations: :class:`~framework.journal.sqlite.SQLiteJournal` (a file beside the bot,
+the default).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from framework.delivery import Delivery
+from framework.errors import Unavailable
+
+
+class JournalUnavailable(Unavailable):
+    """The journal cannot store or read deliveries (corrupt, locked, disk full, unreachable).
+
+    Answered to GitHub as 503: a delivery that was not stored must not be acknowledged.
+    """
+
+
+class Status(enum.StrEnum):
+    """Where a delivery is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of a delivery's handlers."""
+
+    number: int
+    consumer: str
+    started_at: float
+    finished_at: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A delivery as the journal knows it: what ``deliveries show`` prints."""
+
+    delivery: Delivery
+    status: Status
+    attempts: int
+    received_at: float
+    not_before: float = 0.0
+    finished_at: float | None = None
+    last_error: str | None = None
+    history: list[Attempt] = field(default_factory=list)
+
+
+class Journal(Protocol):
+    """What the receiver and the handler runners need from durable storage."""
+
+    async def record(self, delivery: Delivery) -> bool:
+        """Store a delivery durably; True if its handlers should run, False for a duplicate."""
+        ...
+
+    async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries for ``consumer`` for ``lease`` seconds."""
+        ...
+
+    async def renew(self, consumer: str, delivery_ids: list[str], lease: float) -> None:
+        """Extend the lease of deliveries ``consumer`` is still running."""
+        ...
+
+    async def complete(self, delivery_id: str, consumer: str) -> None:
+        """The delivery's handlers all finished."""
+        ...
+
+    async def retry(self, delivery_id: str, consumer: str, error: str, at: float) -> None:
+        """Run the delivery again at ``at`` (epoch seconds); ``error`` says why."""
+        ...
+
+    async def fail(self, delivery_id: str, consumer: str, error: str) -> None:
+        """Give up on the delivery: it stays as a dead letter with its error."""
+        ...
+
+    async def requeue_expired(self) -> list[str]:
+        """Make deliveries whose lease ran out pending again; return their ids."""
+        ...
+
+    async def get(self, delivery_id: str) -> Entry | None:
+        """Everything known of one delivery, or None."""
+        ...
+
+    async def entries(self, status: Status | None = None, limit: int = 100) -> list[Entry]:
+        """The newest deliveries, optionally only those with ``status``."""
+        ...
+
+    async def purge(self, finished_before: float) -> int:
+        """Delete done and failed deliveries finished before a time; return how many."""
+        ...
+
+    async def close(self) -> None:
+        """Release the journal's resources."""
+        ...
+
+
+__all__ = ["Attempt", "Entry", "Journal", "JournalUnavailable", "Status"]

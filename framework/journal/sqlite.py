@@ -1,0 +1,416 @@
+"""The journal in an SQLite file: the default, so a single bot needs no server.
+
+One thread owns the connection; the event loop hands it operations and awaits their results,
+so no query ever blocks the loop. Deliveries recorded at about the same moment are written
+in one transaction (group commit): durable before their 202s, at the cost of one sync for
+the lot rather than one each. WAL mode lets the receiver and the handler processes use the
+same file at once.
+
+>>> journal = await SQLiteJournal.open("deliveries.sqlite3")  # doctest: +SKIP
+>>> await journal.record(delivery)  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from framework.delivery import Delivery
+from framework.journal import Attempt, Entry, JournalUnavailable, Status
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    action TEXT,
+    installation_id INTEGER,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    received_at REAL NOT NULL,
+    not_before REAL NOT NULL DEFAULT 0,
+    consumer TEXT,
+    lease_until REAL,
+    finished_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, not_before, received_at);
+CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (status, finished_at);
+CREATE TABLE IF NOT EXISTS attempts (
+    delivery_id TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    consumer TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    error TEXT,
+    PRIMARY KEY (delivery_id, number)
+);
+"""
+
+_COLUMNS = (
+    "id, name, action, installation_id, headers, body, status, attempts, received_at, "
+    "not_before, finished_at, last_error"
+)
+
+Sync = Literal["full", "normal"]
+_Work = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass
+class _Op:
+    work: _Work
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    batchable: bool
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def explain(path: Path, error: sqlite3.Error) -> JournalUnavailable:
+    """A clear error for what SQLite reported, naming the file and what to do."""
+    text = str(error)
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        hint = "another process holds a lock on it; is a second bot using the same file?"
+    elif "full" in lowered:
+        hint = "the disk is full (or the journal at its size limit); purge old deliveries"
+    elif "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+        hint = "it is not a valid SQLite database (corrupt?); move it aside to start afresh"
+    elif "unable to open" in lowered or "readonly" in lowered or "permission" in lowered:
+        hint = "it cannot be opened for writing; check the path and its permissions"
+    else:
+        hint = "see the SQLite error"
+    return JournalUnavailable(f"the delivery journal {path} is unusable: {hint} ({text})")
+
+
+class SQLiteJournal:
+    """A :class:`~framework.journal.Journal` in one SQLite file (WAL mode)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        sync: Sync = "full",
+        busy_timeout: float = 5.0,
+        max_bytes: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.sync = sync
+        self.busy_timeout = busy_timeout
+        self.max_bytes = max_bytes
+        self._record_pages: int | None = None
+        self._clock = clock
+        self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.transactions = 0
+        """How many write transactions were committed (group commit makes it < records)."""
+
+    @classmethod
+    async def open(cls, path: Path | str, **options: Any) -> SQLiteJournal:
+        """Open (creating if needed) the journal at ``path``; raise JournalUnavailable."""
+        journal = cls(path, **options)
+        journal._thread = threading.Thread(
+            target=journal._serve, name=f"journal:{journal.path.name}", daemon=True
+        )
+        journal._thread.start()
+        try:
+            await journal._call(journal._create_schema)
+        except JournalUnavailable:
+            await journal.close()
+            raise
+        return journal
+
+    # The thread that owns the connection -------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.sync.upper()}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if self.max_bytes is not None:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            max_pages = max(10, self.max_bytes // page_size)
+            conn.execute(f"PRAGMA max_page_count = {max_pages}")
+            # New deliveries stop at 90%: the rest is for claiming and finishing those stored.
+            self._record_pages = int(max_pages * 0.9)
+        return conn
+
+    def _serve(self) -> None:
+        conn: sqlite3.Connection | None = None
+        pending: list[_Op] = []
+        while True:
+            op = pending.pop(0) if pending else self._ops.get()
+            if op is None:
+                break
+            batch = [op]
+            if op.batchable:  # take every record already waiting into the same transaction
+                while True:
+                    try:
+                        nxt = self._ops.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is not None and nxt.batchable:
+                        batch.append(nxt)
+                    else:
+                        pending.append(nxt)  # type: ignore[arg-type]
+                        break
+            try:
+                if conn is None:
+                    conn = self._connect()
+                results = self._transaction(conn, batch)
+            except sqlite3.Error as exc:
+                error = explain(self.path, exc)
+                for item in batch:
+                    item.loop.call_soon_threadsafe(_settle, item.future, None, error)
+                if conn is not None and "not a database" in str(exc).lower():
+                    conn.close()
+                    conn = None
+                continue
+            except BaseException as exc:  # a bug in an operation: hand it to the caller
+                for item in batch:
+                    item.loop.call_soon_threadsafe(_settle, item.future, None, exc)
+                continue
+            for item, result in zip(batch, results, strict=True):
+                item.loop.call_soon_threadsafe(_settle, item.future, result, None)
+        if conn is not None:
+            conn.close()
+
+    def _transaction(self, conn: sqlite3.Connection, batch: list[_Op]) -> list[Any]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [item.work(conn) for item in batch]
+        except BaseException:
+            if conn.in_transaction:  # SQLite rolls back by itself on some errors (SQLITE_FULL)
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self.transactions += 1
+        return results
+
+    async def _call(self, work: _Work, *, batchable: bool = False) -> Any:
+        if self._thread is None or not self._thread.is_alive():
+            raise JournalUnavailable(f"the delivery journal {self.path} is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._ops.put(_Op(work, future, loop, batchable))
+        return await future
+
+    @staticmethod
+    def _create_schema(conn: sqlite3.Connection) -> None:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+    # The journal's operations ------------------------------------------------------------
+
+    async def record(self, delivery: Delivery) -> bool:
+        """Store a delivery; True if it is new (or failed before and is redelivered)."""
+        row = (
+            delivery.id,
+            delivery.name,
+            delivery.action,
+            delivery.installation_id,
+            json.dumps(dict(delivery.headers)),
+            delivery.body,
+            delivery.received_at,
+        )
+
+        def work(conn: sqlite3.Connection) -> bool:
+            limit = self._record_pages
+            if limit is not None and conn.execute("PRAGMA page_count").fetchone()[0] >= limit:
+                raise sqlite3.OperationalError("database or disk is full")
+            cursor = conn.execute(
+                "INSERT INTO deliveries (id, name, action, installation_id, headers, body,"
+                " status, received_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)"
+                " ON CONFLICT (id) DO UPDATE SET status = 'pending', not_before = 0,"
+                " consumer = NULL, lease_until = NULL, finished_at = NULL"
+                " WHERE deliveries.status = 'failed'",
+                row,
+            )
+            return cursor.rowcount == 1
+
+        return bool(await self._call(work, batchable=True))
+
+    async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries, oldest first, for ``lease`` seconds."""
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(
+                "UPDATE deliveries SET status = 'running', consumer = ?, lease_until = ?,"
+                " attempts = attempts + 1 WHERE id IN (SELECT id FROM deliveries"
+                " WHERE status = 'pending' AND not_before <= ? ORDER BY received_at LIMIT ?)"
+                " RETURNING id, name, action, installation_id, headers, body, received_at,"
+                " attempts",
+                (consumer, now + lease, now, limit),
+            ).fetchall()
+            conn.executemany(
+                "INSERT OR REPLACE INTO attempts (delivery_id, number, consumer, started_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(row[0], row[7], consumer, now) for row in rows],
+            )
+            rows.sort(key=lambda row: row[6])
+            return [
+                Delivery(row[0], row[1], row[5], row[2], row[3], json.loads(row[4]), row[6])
+                for row in rows
+            ]
+
+        result: list[Delivery] = await self._call(work)
+        return result
+
+    async def renew(self, consumer: str, delivery_ids: list[str], lease: float) -> None:
+        """Extend the leases ``consumer`` holds on these deliveries."""
+        until = self._clock() + lease
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE deliveries SET lease_until = ? WHERE id = ? AND consumer = ?"
+                " AND status = 'running'",
+                [(until, delivery_id, consumer) for delivery_id in delivery_ids],
+            )
+
+        await self._call(work)
+
+    async def _finish(
+        self,
+        delivery_id: str,
+        consumer: str,
+        status: Status,
+        error: str | None,
+        not_before: float = 0.0,
+    ) -> bool:
+        now = self._clock()
+        finished = now if status in (Status.DONE, Status.FAILED) else None
+
+        def work(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE deliveries SET status = ?, consumer = NULL, lease_until = NULL,"
+                " finished_at = ?, not_before = ?, last_error = COALESCE(?, last_error)"
+                " WHERE id = ? AND consumer = ? AND status = 'running'",
+                (status.value, finished, not_before, error, delivery_id, consumer),
+            )
+            if cursor.rowcount != 1:
+                return False  # the lease ran out and another consumer has it now
+            conn.execute(
+                "UPDATE attempts SET finished_at = ?, error = ? WHERE delivery_id = ?"
+                " AND number = (SELECT attempts FROM deliveries WHERE id = ?)",
+                (now, error, delivery_id, delivery_id),
+            )
+            return True
+
+        return bool(await self._call(work))
+
+    async def complete(self, delivery_id: str, consumer: str) -> bool:
+        """Mark the delivery done; False if ``consumer`` no longer held it."""
+        return await self._finish(delivery_id, consumer, Status.DONE, None)
+
+    async def retry(self, delivery_id: str, consumer: str, error: str, at: float) -> bool:
+        """Make the delivery pending again from ``at``; False if ``consumer`` lost it."""
+        return await self._finish(delivery_id, consumer, Status.PENDING, error, at)
+
+    async def fail(self, delivery_id: str, consumer: str, error: str) -> bool:
+        """Keep the delivery as a dead letter; False if ``consumer`` no longer held it."""
+        return await self._finish(delivery_id, consumer, Status.FAILED, error)
+
+    async def requeue_expired(self) -> list[str]:
+        """Deliveries whose consumer stopped renewing its lease become pending again."""
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "UPDATE deliveries SET status = 'pending', consumer = NULL, lease_until = NULL"
+                " WHERE status = 'running' AND lease_until < ? RETURNING id, attempts",
+                (now,),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE attempts SET finished_at = ?, error = ? WHERE delivery_id = ?"
+                " AND number = ?",
+                [(now, "its consumer stopped (lease expired)", r[0], r[1]) for r in rows],
+            )
+            return [row[0] for row in rows]
+
+        result: list[str] = await self._call(work)
+        return result
+
+    @staticmethod
+    def _entry(row: tuple[Any, ...], history: list[Attempt]) -> Entry:
+        (id_, name, action, installation_id, headers, body, status, attempts, received_at,
+         not_before, finished_at, last_error) = row  # fmt: skip
+        delivery = Delivery(id_, name, body, action, installation_id, json.loads(headers),
+                            received_at)  # fmt: skip
+        return Entry(delivery, Status(status), attempts, received_at, not_before, finished_at,
+                     last_error, history)  # fmt: skip
+
+    async def get(self, delivery_id: str) -> Entry | None:
+        """One delivery with its attempts, or None."""
+
+        def work(conn: sqlite3.Connection) -> Entry | None:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            history = [
+                Attempt(*attempt)
+                for attempt in conn.execute(
+                    "SELECT number, consumer, started_at, finished_at, error FROM attempts"
+                    " WHERE delivery_id = ? ORDER BY number",
+                    (delivery_id,),
+                )
+            ]
+            return self._entry(row, history)
+
+        result: Entry | None = await self._call(work)
+        return result
+
+    async def entries(self, status: Status | None = None, limit: int = 100) -> list[Entry]:
+        """The newest deliveries first, optionally only those with ``status``."""
+
+        def work(conn: sqlite3.Connection) -> list[Entry]:
+            where, args = ("WHERE status = ?", (status.value,)) if status else ("", ())
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM deliveries {where} ORDER BY received_at DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+            return [self._entry(row, []) for row in rows]
+
+        result: list[Entry] = await self._call(work)
+        return result
+
+    async def purge(self, finished_before: float) -> int:
+        """Delete done and failed deliveries that finished before ``finished_before``."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM deliveries WHERE status IN ('done', 'failed') AND finished_at < ?",
+                (finished_before,),
+            )
+            return cursor.rowcount
+
+        return int(await self._call(work))
+
+    async def close(self) -> None:
+        """Finish queued operations and close the file."""
+        if self._thread is not None and self._thread.is_alive():
+            self._ops.put(None)
+            await asyncio.to_thread(self._thread.join, 10)

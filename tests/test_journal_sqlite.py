@@ -1,0 +1,237 @@
+"""The SQLite journal: once-only recording, claims under leases, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from framework.delivery import Delivery
+from framework.journal import JournalUnavailable, Status
+from framework.journal.sqlite import SQLiteJournal
+from tests.support import issue_opened
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def delivery(n: int, received_at: float | None = None) -> Delivery:
+    d = Delivery.from_payload(f"d-{n}", "issues", issue_opened(n), {"x-github-event": "issues"})
+    if received_at is not None:
+        d.received_at = received_at
+    return d
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def journal(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteJournal]:
+    journal = await SQLiteJournal.open(tmp_path / "journal.sqlite3", clock=clock)
+    yield journal
+    await journal.close()
+
+
+async def test_a_delivery_is_new_once_and_a_duplicate_after(journal: SQLiteJournal) -> None:
+    assert await journal.record(delivery(1)) is True
+    assert await journal.record(delivery(1)) is False
+    [claimed] = await journal.claim("c1", 10, lease=30)
+    assert await journal.record(delivery(1)) is False  # while running
+    assert await journal.complete(claimed.id, "c1")
+    assert await journal.record(delivery(1)) is False  # after it succeeded
+
+
+async def test_a_failed_delivery_runs_again_when_redelivered(journal: SQLiteJournal) -> None:
+    await journal.record(delivery(1))
+    await journal.claim("c1", 1, lease=30)
+    assert await journal.fail("d-1", "c1", "RuntimeError: boom")
+    assert (await journal.get("d-1")).status is Status.FAILED  # type: ignore[union-attr]
+    assert await journal.record(delivery(1)) is True
+    assert (await journal.get("d-1")).status is Status.PENDING  # type: ignore[union-attr]
+
+
+async def test_what_is_stored_comes_back_byte_for_byte(
+    tmp_path: Path, journal: SQLiteJournal
+) -> None:
+    original = delivery(7)
+    await journal.record(original)
+    await journal.close()
+    reopened = await SQLiteJournal.open(tmp_path / "journal.sqlite3")
+    [claimed] = await reopened.claim("c", 1, lease=30)
+    await reopened.close()
+    assert claimed.body == original.body
+    assert (claimed.id, claimed.name, claimed.action, claimed.installation_id) == (
+        "d-7",
+        "issues",
+        "opened",
+        original.installation_id,
+    )
+    assert claimed.headers == {"x-github-event": "issues"}
+    assert claimed.event.issue.number == 7  # type: ignore[attr-defined]
+
+
+async def test_claims_take_the_oldest_due_deliveries_and_never_the_same_twice(
+    journal: SQLiteJournal,
+) -> None:
+    for n in (3, 1, 2):
+        await journal.record(delivery(n, received_at=1000.0 + n))
+    first = await journal.claim("a", 2, lease=30)
+    second = await journal.claim("b", 2, lease=30)
+    assert [d.id for d in first] == ["d-1", "d-2"]
+    assert [d.id for d in second] == ["d-3"]
+    assert await journal.claim("c", 2, lease=30) == []
+
+
+async def test_an_expired_lease_hands_the_delivery_to_another_consumer(
+    journal: SQLiteJournal, clock: Clock
+) -> None:
+    await journal.record(delivery(1))
+    await journal.claim("dead", 1, lease=30)
+    clock.now += 10
+    assert await journal.requeue_expired() == []  # still leased
+    await journal.renew("dead", ["d-1"], lease=30)  # until t+40
+    clock.now += 25  # t+35: the first lease (t+30) is over, the renewed one is not
+    assert await journal.requeue_expired() == []
+    clock.now += 10  # t+45
+    assert await journal.requeue_expired() == ["d-1"]
+    [again] = await journal.claim("alive", 1, lease=30)
+    assert again.id == "d-1"
+    assert not await journal.complete("d-1", "dead")  # the dead consumer lost it
+    assert await journal.complete("d-1", "alive")
+    entry = await journal.get("d-1")
+    assert entry is not None and entry.status is Status.DONE and entry.attempts == 2
+    assert [(a.consumer, a.error) for a in entry.history] == [
+        ("dead", "its consumer stopped (lease expired)"),
+        ("alive", None),
+    ]
+
+
+async def test_a_retry_waits_until_its_time_and_keeps_the_error(
+    journal: SQLiteJournal, clock: Clock
+) -> None:
+    await journal.record(delivery(1))
+    await journal.claim("c", 1, lease=30)
+    assert await journal.retry("d-1", "c", "ConnectError: refused", at=clock.now + 60)
+    assert await journal.claim("c", 1, lease=30) == []
+    clock.now += 61
+    [again] = await journal.claim("c", 1, lease=30)
+    assert again.id == "d-1"
+    entry = await journal.get("d-1")
+    assert entry is not None
+    assert (entry.status, entry.attempts, entry.last_error) == (
+        Status.RUNNING,
+        2,
+        "ConnectError: refused",
+    )
+    assert [a.error for a in entry.history] == ["ConnectError: refused", None]
+
+
+async def test_entries_list_newest_first_and_filter_by_status(journal: SQLiteJournal) -> None:
+    for n in range(1, 4):
+        await journal.record(delivery(n, received_at=1000.0 + n))
+    await journal.claim("c", 1, lease=30)
+    await journal.fail("d-1", "c", "boom")
+    assert [e.delivery.id for e in await journal.entries()] == ["d-3", "d-2", "d-1"]
+    assert [e.delivery.id for e in await journal.entries(Status.FAILED)] == ["d-1"]
+    assert await journal.get("nope") is None
+
+
+async def test_purge_removes_only_finished_deliveries_older_than_asked(
+    journal: SQLiteJournal, clock: Clock
+) -> None:
+    for n in range(1, 4):
+        await journal.record(delivery(n, received_at=1000.0 + n))
+    await journal.claim("c", 2, lease=30)
+    await journal.complete("d-1", "c")
+    clock.now += 100
+    await journal.fail("d-2", "c", "boom")
+    assert await journal.purge(finished_before=clock.now - 50) == 1
+    assert [e.delivery.id for e in await journal.entries()] == ["d-3", "d-2"]
+    assert (await journal.get("d-1")) is None
+
+
+async def test_concurrent_records_share_transactions(journal: SQLiteJournal) -> None:
+    before = journal.transactions
+    results = await asyncio.gather(*(journal.record(delivery(n)) for n in range(200)))
+    assert all(results)
+    assert len(await journal.entries(limit=500)) == 200
+    assert journal.transactions - before < 200  # group commit: fewer syncs than deliveries
+
+
+async def test_the_file_is_in_wal_mode(tmp_path: Path, journal: SQLiteJournal) -> None:
+    await journal.record(delivery(1))
+    with sqlite3.connect(tmp_path / "journal.sqlite3") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_corrupt_file_is_a_clear_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    path.write_bytes(b"this is not a database " * 100)
+    with pytest.raises(JournalUnavailable, match="not a valid SQLite database") as err:
+        await SQLiteJournal.open(path)
+    assert str(path) in str(err.value)
+    assert err.value.status == 503
+
+
+async def test_a_locked_file_is_a_clear_error_and_stores_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = await SQLiteJournal.open(path, busy_timeout=0.2)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(JournalUnavailable, match="another process holds a lock"):
+            await journal.record(delivery(1))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert await journal.entries() == []
+    assert await journal.record(delivery(1)) is True  # and it recovers once the lock is gone
+    await journal.close()
+
+
+async def test_an_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(JournalUnavailable, match="cannot be opened"):
+        await SQLiteJournal.open(tmp_path / "missing-dir" / "journal.sqlite3")
+
+
+async def test_a_closed_journal_says_so(tmp_path: Path) -> None:
+    journal = await SQLiteJournal.open(tmp_path / "j.sqlite3")
+    await journal.close()
+    with pytest.raises(JournalUnavailable, match="closed"):
+        await journal.record(delivery(1))
+
+
+async def test_headers_survive_as_json(journal: SQLiteJournal) -> None:
+    d = Delivery.from_payload("d-h", "push", {"ref": "x"}, {"x-github-hook-id": "9", "ü": "é"})
+    await journal.record(d)
+    entry = await journal.get("d-h")
+    assert entry is not None and dict(entry.delivery.headers) == {"x-github-hook-id": "9", "ü": "é"}
+    assert json.loads(entry.delivery.body) == {"ref": "x"}
+
+
+async def test_a_full_journal_refuses_new_deliveries_and_keeps_the_stored_ones(
+    tmp_path: Path,
+) -> None:
+    # The cap raises SQLITE_FULL, the same error a full disk gives.
+    journal = await SQLiteJournal.open(tmp_path / "j.sqlite3", max_bytes=256 * 1024)
+    stored = 0
+    with pytest.raises(JournalUnavailable, match="the disk is full") as err:
+        for n in range(1000):
+            await journal.record(delivery(n))
+            stored += 1
+    assert 0 < stored < 1000
+    assert err.value.status == 503
+    assert len(await journal.entries(limit=2000)) == stored
+    await journal.claim("c", 5, lease=30)  # what was stored is still worked off
+    await journal.close()
