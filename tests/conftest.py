@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from framework.testing import FakeGitHub, serve
-from tests.support import APP_ID, INSTALLATION, PUBLIC, REPO
+from tests.support import APP_ID, INSTALLATION, PUBLIC, REPO, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +42,11 @@ def fake_url(fake: FakeGitHub) -> Iterator[str]:
     """The fake, served by a real uvicorn on a loopback port."""
     with serve(fake.app) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests keep apart by key prefix."""
+    server = RedisServer.start(Path(tmp_path_factory.mktemp("redis")))
+    yield server
+    server.stop()

