@@ -38,6 +38,7 @@ def revokes_tokens(delivery: Delivery) -> bool:
     """Whether the delivery says the installation's tokens stopped working."""
     return delivery.name == "installation" and delivery.action in ("deleted", "suspend")
 
+
 logger = logging.getLogger("framework.runner")
 
 
