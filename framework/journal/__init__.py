@@ -81,15 +81,15 @@ class Journal(Protocol):
         """Extend the lease of deliveries ``consumer`` is still running."""
         ...
 
-    async def complete(self, delivery_id: str, consumer: str) -> None:
-        """The delivery's handlers all finished."""
+    async def complete(self, delivery_id: str, consumer: str) -> bool:
+        """The delivery's handlers all finished; False if ``consumer`` no longer held it."""
         ...
 
-    async def retry(self, delivery_id: str, consumer: str, error: str, at: float) -> None:
+    async def retry(self, delivery_id: str, consumer: str, error: str, at: float) -> bool:
         """Run the delivery again at ``at`` (epoch seconds); ``error`` says why."""
         ...
 
-    async def fail(self, delivery_id: str, consumer: str, error: str) -> None:
+    async def fail(self, delivery_id: str, consumer: str, error: str) -> bool:
         """Give up on the delivery: it stays as a dead letter with its error."""
         ...
 
@@ -114,4 +114,29 @@ class Journal(Protocol):
         ...
 
 
-__all__ = ["Attempt", "Entry", "Journal", "JournalUnavailable", "Status"]
+class ClaimFinisher:
+    """``complete``, ``retry`` and ``fail`` for journals that close a claim in one step.
+
+    A journal defines ``_finish``: if ``consumer`` still holds the running delivery, give it
+    ``status`` (keeping ``error``, pending again from ``at``) and return True.
+    """
+
+    async def _finish(
+        self, delivery_id: str, consumer: str, status: Status, error: str | None, at: float = 0
+    ) -> bool:
+        raise NotImplementedError
+
+    async def complete(self, delivery_id: str, consumer: str) -> bool:
+        """Mark the delivery done; False if ``consumer`` no longer held it."""
+        return await self._finish(delivery_id, consumer, Status.DONE, None)
+
+    async def retry(self, delivery_id: str, consumer: str, error: str, at: float) -> bool:
+        """Make the delivery pending again from ``at``; False if ``consumer`` lost it."""
+        return await self._finish(delivery_id, consumer, Status.PENDING, error, at)
+
+    async def fail(self, delivery_id: str, consumer: str, error: str) -> bool:
+        """Keep the delivery as a dead letter; False if ``consumer`` no longer held it."""
+        return await self._finish(delivery_id, consumer, Status.FAILED, error)
+
+
+__all__ = ["Attempt", "ClaimFinisher", "Entry", "Journal", "JournalUnavailable", "Status"]

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from framework.delivery import Delivery
-from framework.journal import Attempt, Entry, JournalUnavailable, Status
+from framework.journal import Attempt, ClaimFinisher, Entry, JournalUnavailable, Status
 
 T = TypeVar("T")
 GROUP = "handlers"
@@ -142,7 +142,7 @@ def _text(value: bytes | None) -> str | None:
     return value.decode() if value else None
 
 
-class RedisJournal:
+class RedisJournal(ClaimFinisher):
     """A :class:`~framework.journal.Journal` in Redis (a stream, a consumer group, hashes)."""
 
     def __init__(
@@ -282,18 +282,6 @@ class RedisJournal:
         now = repr(self._clock())
         args: list[Any] = [consumer, status.value, error or "", repr(at), now, delivery_id, GROUP]
         return bool(await self._guard(self._scripts["finish"](keys=keys, args=args)))
-
-    async def complete(self, delivery_id: str, consumer: str) -> bool:
-        """Mark the delivery done; False if ``consumer`` no longer held it."""
-        return await self._finish(delivery_id, consumer, Status.DONE, None)
-
-    async def retry(self, delivery_id: str, consumer: str, error: str, at: float) -> bool:
-        """Make the delivery pending again from ``at``; False if ``consumer`` lost it."""
-        return await self._finish(delivery_id, consumer, Status.PENDING, error, at)
-
-    async def fail(self, delivery_id: str, consumer: str, error: str) -> bool:
-        """Keep the delivery as a dead letter; False if ``consumer`` no longer held it."""
-        return await self._finish(delivery_id, consumer, Status.FAILED, error)
 
     async def requeue_expired(self) -> list[str]:
         """Deliveries whose consumer stopped renewing its lease go back on the stream."""

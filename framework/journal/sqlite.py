@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from framework.delivery import Delivery
-from framework.journal import Attempt, Entry, JournalUnavailable, Status
+from framework.journal import Attempt, ClaimFinisher, Entry, JournalUnavailable, Status
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -100,7 +100,7 @@ def explain(path: Path, error: sqlite3.Error) -> JournalUnavailable:
     return JournalUnavailable(f"the delivery journal {path} is unusable: {hint} ({text})")
 
 
-class SQLiteJournal:
+class SQLiteJournal(ClaimFinisher):
     """A :class:`~framework.journal.Journal` in one SQLite file (WAL mode)."""
 
     def __init__(
@@ -297,7 +297,7 @@ class SQLiteJournal:
         consumer: str,
         status: Status,
         error: str | None,
-        not_before: float = 0.0,
+        at: float = 0.0,
     ) -> bool:
         now = self._clock()
         finished = now if status in (Status.DONE, Status.FAILED) else None
@@ -307,7 +307,7 @@ class SQLiteJournal:
                 "UPDATE deliveries SET status = ?, consumer = NULL, lease_until = NULL,"
                 " finished_at = ?, not_before = ?, last_error = COALESCE(?, last_error)"
                 " WHERE id = ? AND consumer = ? AND status = 'running'",
-                (status.value, finished, not_before, error, delivery_id, consumer),
+                (status.value, finished, at, error, delivery_id, consumer),
             )
             if cursor.rowcount != 1:
                 return False  # the lease ran out and another consumer has it now
@@ -319,18 +319,6 @@ class SQLiteJournal:
             return True
 
         return bool(await self._call(work))
-
-    async def complete(self, delivery_id: str, consumer: str) -> bool:
-        """Mark the delivery done; False if ``consumer`` no longer held it."""
-        return await self._finish(delivery_id, consumer, Status.DONE, None)
-
-    async def retry(self, delivery_id: str, consumer: str, error: str, at: float) -> bool:
-        """Make the delivery pending again from ``at``; False if ``consumer`` lost it."""
-        return await self._finish(delivery_id, consumer, Status.PENDING, error, at)
-
-    async def fail(self, delivery_id: str, consumer: str, error: str) -> bool:
-        """Keep the delivery as a dead letter; False if ``consumer`` no longer held it."""
-        return await self._finish(delivery_id, consumer, Status.FAILED, error)
 
     async def requeue_expired(self) -> list[str]:
         """Deliveries whose consumer stopped renewing its lease become pending again."""
