@@ -42,7 +42,7 @@ from framework.handler_process import HandlerProcesses
 from framework.private_key import load_private_key
 from framework.receive import Receive, Scope, Send, WebhookReceiver
 from framework.routing import ANY, Handler, Router
-from framework.runner import Runner, revokes_tokens
+from framework.runner import ReceiverLoad, Runner, revokes_tokens
 from framework.settings import Settings, load_settings
 from framework.signature import SignatureVerifier
 from framework.tokens import AccessToken, InstallationTokens, TokenScope
@@ -65,6 +65,7 @@ class App(TypedOn):
         self._settings = settings
         self._runner: Runner | None = None
         self._handler_processes: HandlerProcesses | None = None
+        self._load: ReceiverLoad | None = None  # how busy the receiver is; runners read it
         self._http: httpx.AsyncClient | None = None
         self._jwt: AppJWT | None = None
         self._tokens = InstallationTokens(self._mint_token)
@@ -117,8 +118,14 @@ class App(TypedOn):
                 s.handler_concurrency,
                 concurrency_under_load=s.handler_concurrency_under_load,
                 max_backlog_bytes=s.backlog_max_bytes,
+                load=self._receiver_load(),
             )
         return self._runner
+
+    def _receiver_load(self) -> ReceiverLoad:
+        if self._load is None:
+            self._load = ReceiverLoad()  # created in the loop that serves requests
+        return self._load
 
     @property
     def jwt(self) -> AppJWT:
@@ -303,7 +310,7 @@ class App(TypedOn):
     def _build(self) -> None:
         s = self.settings
         self._receiver = WebhookReceiver(
-            self.accept, self._verifier(), s.webhook_max_bytes, self.runner.load
+            self.accept, self._verifier(), s.webhook_max_bytes, self._receiver_load()
         )
         self._starlette = Starlette(
             routes=[Route("/healthz", _healthz, methods=["GET", "HEAD"])],

@@ -92,12 +92,13 @@ class Runner:
         *,
         concurrency_under_load: int = 2,
         max_backlog_bytes: int = 1024**3,
+        load: ReceiverLoad | None = None,
     ) -> None:
         self.app = app
         self.concurrency = concurrency
         self.concurrency_under_load = min(concurrency_under_load, concurrency)
         self.max_backlog_bytes = max_backlog_bytes
-        self.load = ReceiverLoad()
+        self.load = load or ReceiverLoad()
         self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._backlog_bytes = 0
         self._workers: list[asyncio.Task[None]] = []
