@@ -15,11 +15,13 @@ application). Settings come from the environment and ``.env`` (see :mod:`framewo
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Literal, TypeVar
 
 import httpx
 from starlette.applications import Starlette
@@ -39,15 +41,20 @@ from framework.errors import (
 )
 from framework.events.typed_on import TypedOn
 from framework.handler_process import HandlerProcesses
+from framework.journal import Journal
 from framework.private_key import load_private_key
 from framework.receive import Receive, Scope, Send, WebhookReceiver
 from framework.routing import ANY, Handler, Router
-from framework.runner import ReceiverLoad, Runner, revokes_tokens
+from framework.runner import ReceiverLoad, RetryPolicy, Runner, revokes_tokens
 from framework.settings import Settings, load_settings
 from framework.signature import SignatureVerifier
 from framework.tokens import AccessToken, InstallationTokens, TokenScope
 
 F = TypeVar("F", bound=Callable[..., Any])
+Outcome = Literal["accepted", "ignored", "duplicate"]
+"""What became of a verified delivery: stored for its handlers, wanted by none, seen before."""
+
+PURGE_INTERVAL_SECONDS = 3600.0
 
 logger = logging.getLogger("framework")
 
@@ -71,6 +78,11 @@ class App(TypedOn):
         self._tokens = InstallationTokens(self._mint_token)
         self._receiver: WebhookReceiver | None = None
         self._starlette: Starlette | None = None
+        self._journal: Journal | None = None
+        self._journal_lock: asyncio.Lock | None = None
+        self._redis: Any = None  # the token cache's connection, with REDIS_URL
+        self.draining = False
+        """True once the bot stops taking work (``/readyz`` answers 503)."""
 
     # Registering handlers -------------------------------------------------------------
 
@@ -117,8 +129,12 @@ class App(TypedOn):
                 self,
                 s.handler_concurrency,
                 concurrency_under_load=s.handler_concurrency_under_load,
-                max_backlog_bytes=s.backlog_max_bytes,
                 load=self._receiver_load(),
+                retry=RetryPolicy(
+                    s.retry_max_attempts, s.retry_backoff_seconds, s.retry_backoff_max_seconds
+                ),
+                lease=s.journal_lease_seconds,
+                finish_backlog=s.redis_url is None,
             )
         return self._runner
 
@@ -205,27 +221,67 @@ class App(TypedOn):
 
     # Receiving and running deliveries --------------------------------------------------
 
-    def accept(self, delivery: Delivery) -> bool:
-        """Queue a verified delivery for its handlers; False when no handler wants it.
+    async def open_journal(self) -> Journal:
+        """The delivery journal (``REDIS_URL``'s, or the SQLite file), opened on first use.
 
-        Raises :class:`~framework.errors.Unavailable` while stopping or when the backlog is full.
+        With ``REDIS_URL``, installation tokens are shared through the same server.
+        """
+        if self._journal is not None:
+            return self._journal
+        if self._journal_lock is None:
+            self._journal_lock = asyncio.Lock()
+        async with self._journal_lock:
+            if self._journal is None:
+                self._journal = await self._open_journal()
+        return self._journal
+
+    async def _open_journal(self) -> Journal:
+        s = self.settings
+        if s.redis_url is None:
+            from framework.journal.sqlite import SQLiteJournal
+
+            return await SQLiteJournal.open(
+                s.journal_path, sync=s.journal_sync, max_bytes=s.journal_max_bytes
+            )
+        import redis.asyncio as aioredis
+
+        from framework.journal.redis import RedisJournal
+        from framework.token_cache import RedisTokenCache, cache_key
+
+        url = s.redis_url.get_secret_value()
+        journal = await RedisJournal.open(url, prefix=s.redis_prefix)
+        if s.private_key is not None or s.private_key_path is not None:
+            self._redis = aioredis.Redis.from_url(url)
+            self._tokens.shared = RedisTokenCache(
+                self._redis, cache_key(self.jwt.key_material()), prefix=s.redis_prefix
+            )
+        return journal
+
+    async def accept(self, delivery: Delivery) -> Outcome:
+        """Store a verified delivery for its handlers and wake them; say what became of it.
+
+        ``"duplicate"``: the journal has seen this delivery id before (pending, running or
+        done), and it does not run again. Raises :class:`~framework.errors.Unavailable` (503)
+        while stopping, or when the journal cannot store it.
         """
         if not self.router.match(delivery.name, delivery.action) and not revokes_tokens(delivery):
-            return False
-        if self._handler_processes is not None:
-            self._handler_processes.submit(delivery)
-            return True
-        runner = self.runner
-        if runner.stopping:
+            return "ignored"
+        if self.draining:
             raise Unavailable("the bot is shutting down: redeliver later")
-        if not runner.started:
-            runner.start()  # served without lifespan events (e.g. httpx's ASGITransport)
-        runner.submit(delivery)
-        return True
+        journal = self._journal or await self.open_journal()
+        if self._handler_processes is None and not self.runner.started:
+            await self.runner.start(journal)  # served without lifespan events (tests)
+        if not await journal.record(delivery):
+            return "duplicate"
+        if self._handler_processes is not None:
+            self._handler_processes.wake()
+        else:
+            self.runner.wake()
+        return "accepted"
 
-    def forget_installation(self, installation_id: int) -> None:
+    async def forget_installation(self, installation_id: int) -> None:
         """Drop the cached tokens of an installation (it was deleted or suspended)."""
-        self._tokens.forget_installation(installation_id)
+        await self._tokens.forget_installation_everywhere(installation_id)
 
     async def receive(
         self,
@@ -242,12 +298,14 @@ class App(TypedOn):
         delivery = Delivery.from_payload(delivery_id, name, payload, headers)
         return await self.runner.run(delivery)
 
-    async def wait_idle(self) -> None:
-        """Wait until every delivery accepted so far has been handled."""
-        if self._handler_processes is not None:
-            await self._handler_processes.join()
-        else:
-            await self.runner.join()
+    async def wait_idle(self, within: float = 60.0) -> None:
+        """Wait until every delivery stored so far has finished (retries included)."""
+        journal = await self.open_journal()
+        deadline = time.monotonic() + within
+        while await journal.active() or (self._runner is not None and self._runner.running):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"deliveries still unfinished after {within:.0f} s")
+            await asyncio.sleep(0.01)
 
     def run_handlers_in_processes(self, target: str, count: int) -> None:
         """Run handlers in ``count`` separate processes, each loading the bot from ``target``.
@@ -255,14 +313,13 @@ class App(TypedOn):
         ``python -m framework run`` calls this (``HANDLER_PROCESSES``); call it before serving.
         The processes start with the server and are drained and stopped with it.
         """
-        s = self.settings
         self._handler_processes = HandlerProcesses(
-            target,
-            count,
-            window=2 * s.handler_concurrency,
-            max_backlog_bytes=s.backlog_max_bytes,
-            nice=s.handler_process_nice,
+            target, count, release=self._release, nice=self.settings.handler_process_nice
         )
+
+    async def _release(self, consumer: str) -> list[str]:
+        journal = await self.open_journal()
+        return await journal.release(consumer)
 
     @property
     def handler_processes(self) -> HandlerProcesses | None:
@@ -286,26 +343,78 @@ class App(TypedOn):
 
     @asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
-        """Start the workers on startup; drain them and close connections on shutdown."""
+        """Open the journal and start the handlers; on shutdown, drain and close."""
         # Everything imported so far lives as long as the process: keep the collector from
         # re-scanning it on every full collection.
         gc.freeze()
+        journal = await self.open_journal()
+        await self._recover(journal)
         processes = self._handler_processes
         if processes is not None:
             await processes.start()
+            processes.wake()  # work left from the last run
         else:
-            self.runner.start()
+            await self.runner.start(journal)
+        purger = asyncio.create_task(self._purge_periodically(journal))
         logger.info("%s ready: deliveries at %s", self.name, self.settings.webhook_path)
         try:
             yield
         finally:
-            grace = self.settings.shutdown_grace_seconds
-            if processes is not None:
-                await processes.stop(grace)
-            else:
-                await self.runner.stop(grace)
-            if self._http is not None:
-                await self._http.aclose()
+            purger.cancel()
+            with suppress(asyncio.CancelledError):
+                await purger
+            await self.drain()
+            await self.close()
+
+    async def _recover(self, journal: Journal) -> None:
+        """What a killed predecessor left running runs again (SQLite: this bot owns the file;
+        Redis: the leases of dead consumers expire, and any replica takes their work)."""
+        from framework.journal.sqlite import SQLiteJournal
+
+        if isinstance(journal, SQLiteJournal):
+            journal.lock()
+            recovered = await journal.recover()
+            if recovered:
+                logger.warning(
+                    "%d deliveries were running when the bot last stopped; they run again: %s",
+                    len(recovered),
+                    ", ".join(recovered[:20]) + (" ..." if len(recovered) > 20 else ""),
+                )
+
+    async def _purge_periodically(self, journal: Journal) -> None:
+        retention = self.settings.journal_retention_days * 86400
+        while True:
+            try:
+                purged = await journal.purge(time.time() - retention)
+                if purged:
+                    logger.info("purged %d finished deliveries older than the retention", purged)
+            except Unavailable as exc:
+                logger.error("could not purge old deliveries: %s", exc)
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+    async def drain(self) -> list[str]:
+        """Stop taking work (503 and ``/readyz`` 503), let running handlers finish within
+        ``SHUTDOWN_GRACE_SECONDS``; what is left stays in the journal. Returns its ids."""
+        if self.draining:
+            return []
+        self.draining = True
+        grace = self.settings.shutdown_grace_seconds
+        if self._handler_processes is not None:
+            return await self._handler_processes.stop(grace)
+        if self._runner is not None and self._runner.started:
+            return await self._runner.stop(grace)
+        return []
+
+    async def close(self) -> None:
+        """Close the journal and the connection pools."""
+        if self._journal is not None:
+            await self._journal.close()
+            self._journal = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        if self._http is not None:
+            await self._http.aclose()
 
     def _build(self) -> None:
         s = self.settings
@@ -313,7 +422,10 @@ class App(TypedOn):
             self.accept, self._verifier(), s.webhook_max_bytes, self._receiver_load()
         )
         self._starlette = Starlette(
-            routes=[Route("/healthz", _healthz, methods=["GET", "HEAD"])],
+            routes=[
+                Route("/healthz", _healthz, methods=["GET", "HEAD"]),
+                Route("/readyz", self._readyz, methods=["GET", "HEAD"]),
+            ],
             lifespan=self.lifespan,
         )
 
@@ -326,6 +438,11 @@ class App(TypedOn):
         else:
             assert self._starlette is not None
             await self._starlette(scope, receive, send)
+
+    async def _readyz(self, _: Request) -> JSONResponse:
+        if self.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
 
 async def _healthz(_: Request) -> JSONResponse:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 BACKDATE_SECONDS = 60
@@ -63,6 +64,14 @@ class AppJWT:
                 self._token = jwt.encode(claims, self._key, algorithm="RS256")
                 self._expires = float(claims["exp"])
         return self._token
+
+    def key_material(self) -> bytes:
+        """The private key's bytes (DER), to derive other keys from; never log them."""
+        return self._key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
 
     def invalidate(self) -> None:
         """Forget the current JWT (GitHub refused it, e.g. after a clock jump)."""

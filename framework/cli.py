@@ -34,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
     """Serve the bot until SIGINT/SIGTERM, then drain running handlers."""
     import uvicorn
 
+    from framework.serving import DrainingServer
+
     settings = _settings(args)
     problems = settings.problems_for_serving()
     if problems:
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     app.jwt  # noqa: B018 - a bad APP_ID or key fails now, not at the first delivery
     if settings.handler_processes:
         app.run_handlers_in_processes(args.bot, settings.handler_processes)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         access_log=False,  # one line per delivery costs more than the delivery itself
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
     )
+    DrainingServer(config, app).run()
     return 0
 
 
@@ -92,6 +95,7 @@ def handle(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     app = load_app(args.bot)
     app.configure(settings)
+    app.runner.consumer = args.consumer
     run_handler_process(app, args.fd)
     return 0
 
@@ -119,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
     child = commands.add_parser("handle", help=argparse.SUPPRESS, description=handle.__doc__)
     child.add_argument("bot")
     child.add_argument("--fd", type=int, required=True, help="the socket to the receiver")
+    child.add_argument("--consumer", required=True, help="its name in the journal")
     child.set_defaults(func=handle, host=None, port=None)
     return top
 

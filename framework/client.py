@@ -12,6 +12,7 @@ every installation; a client is only the pairing of that pool with a way to auth
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Coroutine, Generator
 from typing import Any, TypeVar
 
@@ -71,7 +72,26 @@ def error_from_response(response: httpx.Response) -> GitHubAPIError:
         response.status_code,
         message,
         documentation_url,
+        retry_after(response, secondary=bool(message and "secondary rate limit" in message)),
     )
+
+
+def retry_after(
+    response: httpx.Response, now: float | None = None, *, secondary: bool = False
+) -> float | None:
+    """How long a rate-limited response asks the client to wait, in seconds; None if it is
+    not rate-limited. ``retry-after`` first, then an exhausted primary limit's reset time, then
+    a minute for a secondary limit that gave neither (GitHub's rule)."""
+    if response.status_code not in (403, 429):
+        return None
+    header = response.headers.get("retry-after")
+    if header is not None and header.strip().isdigit():
+        return float(header)
+    if response.headers.get("x-ratelimit-remaining") == "0":
+        reset = response.headers.get("x-ratelimit-reset", "")
+        if reset.isdigit():
+            return max(0.0, int(reset) - (time.time() if now is None else now))
+    return 60.0 if secondary else None
 
 
 class AppAuth(httpx.Auth):
@@ -112,8 +132,7 @@ class InstallationAuth(httpx.Auth):
         request.headers["Authorization"] = f"token {token.token}"
         response = yield request
         if response.status_code == 401:
-            self._tokens.invalidate(self.installation_id, token, self.scope)
-            token = await self._tokens.get(self.installation_id, self.scope)
+            token = await self._tokens.replace(self.installation_id, token, self.scope)
             request.headers["Authorization"] = f"token {token.token}"
             yield request
 

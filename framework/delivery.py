@@ -43,6 +43,8 @@ class Delivery:
     installation_id: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     received_at: float = field(default_factory=time.time)
+    attempt: int = 1
+    """Which run of its handlers this is (1, then 2... when retried or recovered)."""
     _payload: dict[str, Any] | None = field(default=None, repr=False)
     _event: Event | None = field(default=None, repr=False)
 

@@ -80,7 +80,10 @@ class GitHubAPIError(FrameworkError):
         status: int,
         message: str | None = None,
         documentation_url: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
+        self.retry_after = retry_after
+        """Seconds GitHub asked to wait before trying again (a rate limit), if it said."""
         self.method = method
         self.path = path
         self.status = status

@@ -6,16 +6,15 @@ with a lower CPU priority (``HANDLER_PROCESS_NICE``). Inside one event loop noth
 make an acknowledgement overtake a handler's API call, and an API call costs more CPU than an
 acknowledgement; the kernel's scheduler can, and does.
 
-The receiver keeps every delivery until its handler process reports it finished. It sends each
-process at most ``window`` deliveries at a time and holds the rest, bounded in bytes. If a
-handler process dies (a crash, the OOM killer, SIGKILL), the receiver starts a new one and
-sends it again what the dead one had not finished: nothing is lost, and handlers that were
-running at the moment of death run again (at-least-once).
+Deliveries do not travel between the processes: the receiver records them in the journal, and
+each handler process claims its work from the journal itself. The socket between them only
+carries wake-ups ("new work is recorded") and the order to stop. If a handler process dies (a
+crash, the OOM killer, SIGKILL), the receiver gives what it held back to the journal and
+starts a new one: nothing is lost, and handlers that were running at the moment of death run
+again (at-least-once).
 
 Frames on the socket are a 4-byte length and a pickled tuple:
-parent → child ``("delivery", id, name, body, action, installation_id, headers, received_at)``
-and ``("stop", grace)``;
-child → parent ``("done", id)`` and ``("stopped", [unfinished ids])``.
+parent → child ``("wake",)`` and ``("stop", grace)``; child → parent ``("stopped", [ids])``.
 """
 
 from __future__ import annotations
@@ -29,12 +28,10 @@ import signal
 import socket
 import struct
 import sys
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from framework.delivery import Delivery
-from framework.errors import Unavailable
+from framework.runner import consumer_name
 
 if TYPE_CHECKING:
     from framework.app import App
@@ -68,43 +65,33 @@ class _Child:
 
     def __init__(self, index: int) -> None:
         self.index = index
+        self.consumer = ""
         self.process: asyncio.subprocess.Process | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reader_task: asyncio.Task[None] | None = None
-        self.outstanding: dict[str, Delivery] = {}
         self.stopped: asyncio.Future[list[str]] | None = None
 
 
 class HandlerProcesses:
-    """The handler processes of one receiver, and the deliveries they have not finished."""
+    """The handler processes of one receiver: started, woken, replaced when they die, stopped."""
 
     def __init__(
         self,
         target: str,
         count: int,
         *,
-        window: int,
-        max_backlog_bytes: int,
+        release: Callable[[str], Awaitable[object]],
         nice: int = 10,
         command: list[str] | None = None,
     ) -> None:
         self.target = target
-        self.window = window
-        self.max_backlog_bytes = max_backlog_bytes
         self.nice = nice
+        self._release = release
         self._command = command or [sys.executable, "-m", "framework", "handle"]
         self._children = [_Child(i) for i in range(count)]
-        self._waiting: deque[Delivery] = deque()
-        self._backlog_bytes = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._wake_pending = False
         self.stopping = False
         self.restarts = 0
-
-    @property
-    def pending(self) -> int:
-        """Deliveries accepted and not yet finished (waiting or in a handler process)."""
-        return len(self._waiting) + sum(len(c.outstanding) for c in self._children)
 
     @property
     def pids(self) -> list[int]:
@@ -117,12 +104,15 @@ class HandlerProcesses:
             await self._spawn(child)
 
     async def _spawn(self, child: _Child) -> None:
+        child.consumer = f"{consumer_name()}/h{child.index}"
         ours, theirs = socket.socketpair()
         try:
             child.process = await asyncio.create_subprocess_exec(
                 *self._command,
                 "--fd",
                 str(theirs.fileno()),
+                "--consumer",
+                child.consumer,
                 self.target,
                 pass_fds=(theirs.fileno(),),
             )
@@ -136,45 +126,23 @@ class HandlerProcesses:
         child.stopped = asyncio.get_running_loop().create_future()
         child.reader_task = asyncio.create_task(self._read(child, reader))
         logger.info("handler process %d started (pid %d)", child.index, child.process.pid)
-        # What a dead predecessor had not finished goes first.
-        for delivery in child.outstanding.values():
-            child.writer.write(_delivery_frame(delivery))
-        self._pump()
 
-    def submit(self, delivery: Delivery) -> None:
-        """Accept a delivery for the handler processes; never blocks.
+    def wake(self) -> None:
+        """Tell the handler processes new work is recorded (once per loop turn, not per call)."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._send_wake)
 
-        Raises :class:`~framework.errors.Unavailable` when the backlog is full.
-        """
-        if self.stopping:
-            raise Unavailable("the bot is shutting down: redeliver later")
-        size = len(delivery.body)
-        if self._backlog_bytes + size > self.max_backlog_bytes:
-            raise Unavailable(f"the backlog is full ({self.pending} deliveries): redeliver later")
-        self._backlog_bytes += size
-        self._waiting.append(delivery)
-        self._idle.clear()
-        self._pump()
-
-    def _pump(self) -> None:
+    def _send_wake(self) -> None:
+        self._wake_pending = False
+        frame = encode_frame(("wake",))
         for child in self._children:
-            if child.writer is None or child.writer.is_closing():
-                continue
-            while self._waiting and len(child.outstanding) < self.window:
-                delivery = self._waiting.popleft()
-                child.outstanding[delivery.id] = delivery
-                child.writer.write(_delivery_frame(delivery))
+            if child.writer is not None and not child.writer.is_closing():
+                child.writer.write(frame)
 
     async def _read(self, child: _Child, reader: asyncio.StreamReader) -> None:
         while (message := await read_frame(reader)) is not None:
-            if message[0] == "done":
-                delivery = child.outstanding.pop(message[1], None)
-                if delivery is not None:
-                    self._backlog_bytes -= len(delivery.body)
-                self._pump()
-                if not self.pending:
-                    self._idle.set()
-            elif message[0] == "stopped" and child.stopped and not child.stopped.done():
+            if message[0] == "stopped" and child.stopped and not child.stopped.done():
                 child.stopped.set_result(list(message[1]))
         await self._ended(child)
 
@@ -182,49 +150,46 @@ class HandlerProcesses:
         if child.writer is not None:
             child.writer.close()
         if child.stopped is not None and not child.stopped.done():
-            child.stopped.set_result(list(child.outstanding))
+            child.stopped.set_result([])
         if self.stopping:
             return
         code = await child.process.wait() if child.process is not None else None
+        released = await self._give_back(child)
         logger.error(
-            "handler process %d exited unexpectedly (code %s) with %d deliveries unfinished; "
+            "handler process %d exited unexpectedly (code %s) while running %d deliveries; "
             "starting a new one, which runs them again",
             child.index,
             code,
-            len(child.outstanding),
+            len(released),
         )
         self.restarts += 1
         await asyncio.sleep(RESTART_DELAY_SECONDS)  # no tight loop if the bot cannot start
         if not self.stopping:
             await self._spawn(child)
+            self.wake()
 
-    async def join(self) -> None:
-        """Wait until every accepted delivery has been handled."""
-        await self._idle.wait()
+    async def _give_back(self, child: _Child) -> list[str]:
+        try:
+            released = await self._release(child.consumer)
+        except Exception as exc:  # the journal is down: the leases expire instead
+            logger.error("could not give handler process %d's work back: %s", child.index, exc)
+            return []
+        return list(released) if isinstance(released, list) else []
 
     async def stop(self, grace: float) -> list[str]:
-        """Stop accepting; let the processes finish within ``grace`` seconds; stop them.
+        """Let the processes finish running handlers within ``grace`` seconds; stop them.
 
-        Returns the ids of deliveries that did not finish.
+        Returns the ids of deliveries that did not finish (they stay in the journal).
         """
         self.stopping = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout=grace)
-        unfinished = [d.id for d in self._waiting]
         for child in self._children:
             if child.writer is not None and not child.writer.is_closing():
-                remaining = max(0.0, deadline - loop.time())
-                child.writer.write(encode_frame(("stop", remaining)))
+                child.writer.write(encode_frame(("stop", grace)))
+        unfinished: list[str] = []
         for child in self._children:
             unfinished += await self._wait_stopped(child, max(0.0, deadline - loop.time()) + 5)
-        if unfinished:
-            logger.error(
-                "stopped with %d deliveries unfinished; redeliver them from the app's settings: %s",
-                len(unfinished),
-                ", ".join(unfinished),
-            )
         return unfinished
 
     async def _wait_stopped(self, child: _Child, seconds: float) -> list[str]:
@@ -237,41 +202,22 @@ class HandlerProcesses:
             logger.error("handler process %d did not stop in time; killing it", child.index)
             child.process.kill()
             await child.process.wait()
-            unfinished = list(child.outstanding)
+            unfinished = await self._give_back(child)
         if child.reader_task is not None:
             await asyncio.gather(child.reader_task, return_exceptions=True)
         return unfinished
 
 
-def _delivery_frame(delivery: Delivery) -> bytes:
-    return encode_frame(
-        (
-            "delivery",
-            delivery.id,
-            delivery.name,
-            delivery.body,
-            delivery.action,
-            delivery.installation_id,
-            dict(delivery.headers),
-            delivery.received_at,
-        )
-    )
-
-
 async def serve_receiver(app: App, sock: socket.socket) -> None:
-    """The handler process's side: run what the receiver sends until it says stop."""
+    """The handler process's side: claim and run work until the receiver says stop."""
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     runner = app.runner
-    runner.on_finished = lambda delivery: writer.write(encode_frame(("done", delivery.id)))
-    runner.start()
+    journal = await app.open_journal()
+    await runner.start(journal)
     unfinished: list[str] = []
     while (message := await read_frame(reader)) is not None:
-        if message[0] == "delivery":
-            # The receiver has parsed and checked the body: no need to do it twice.
-            _, delivery_id, name, body, action, installation_id, headers, received_at = message
-            runner.submit(
-                Delivery(delivery_id, name, body, action, installation_id, headers, received_at)
-            )
+        if message[0] == "wake":
+            runner.wake()
         elif message[0] == "stop":
             unfinished = await runner.stop(float(message[1]))
             break
@@ -281,7 +227,7 @@ async def serve_receiver(app: App, sock: socket.socket) -> None:
     with contextlib.suppress(ConnectionError):
         await writer.drain()
     writer.close()
-    await app.http.aclose()
+    await app.close()
 
 
 def ignore_stop_signals() -> None:

@@ -4,7 +4,7 @@
 signature over the raw bytes, the event and delivery headers, the body as a JSON object
 (``application/json``, or the ``payload`` field of a form). :class:`WebhookReceiver` is the
 ASGI endpoint around it: it streams the body up to a cap, answers 202 as soon as a delivery
-is accepted, and leaves running the handlers to the runner.
+is stored in the journal, and leaves running the handlers to the runners.
 
 It is a bare ASGI callable rather than a Starlette route because it is the hot path: every
 delivery passes through it and GitHub's 10 s deadline is measured against it.
@@ -101,6 +101,7 @@ class RefusalLog:
 
 _ACCEPTED = _json_body({"ok": True})
 _IGNORED = _json_body({"ok": True, "handled": False})
+_DUPLICATE = _json_body({"ok": True, "duplicate": True})
 
 
 class WebhookReceiver:
@@ -108,7 +109,7 @@ class WebhookReceiver:
 
     def __init__(
         self,
-        accept: Callable[[Delivery], bool],
+        accept: Callable[[Delivery], Awaitable[str]],
         verifier: SignatureVerifier | None,
         max_bytes: int,
         load: ReceiverLoad | None = None,
@@ -128,16 +129,21 @@ class WebhookReceiver:
         try:
             body = await self._read_body(headers, receive)
             delivery = read_delivery(headers, body, self._verifier)
-            # Raises Unavailable (503) while stopping or when the backlog is full: GitHub
-            # then records a failure instead of being told a lie.
-            handled = self._accept(delivery)
+            # Stored durably before the answer. Raises Unavailable (503) while stopping or
+            # when the journal cannot store it: GitHub then records a failure, not a lie.
+            outcome = await self._accept(delivery)
         except WebhookError as exc:
             self._refusals.refused(exc, headers.get("x-github-delivery"))
             await _respond(send, exc.status, _json_body({"error": str(exc)}))
             return
         finally:
             self._load.leave()
-        await _respond(send, 202, _ACCEPTED if handled else _IGNORED)
+        if outcome == "accepted":
+            await _respond(send, 202, _ACCEPTED)
+        elif outcome == "duplicate":  # seen before: acknowledged, and not run again
+            await _respond(send, 200, _DUPLICATE)
+        else:
+            await _respond(send, 202, _IGNORED)
 
     async def _read_body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
         limit = self._max_bytes

@@ -1,18 +1,21 @@
-"""Running handlers: off the acknowledgement path, a bounded number at a time, drained on stop.
+"""Running handlers: deliveries claimed from the journal, a bounded number at a time.
 
-The receiver only puts a verified delivery on a queue; a fixed pool of workers takes
-deliveries off it and runs their handlers. A delivery's handlers run concurrently, and one
-handler's exception is logged with the delivery id, passed to the ``on_error`` handlers, and
-stops no other handler.
+The receiver stores each verified delivery in the journal and wakes the runners; a runner
+claims due deliveries (under a lease it keeps renewing), runs their handlers, and records the
+outcome. A delivery's handlers run concurrently, and one handler's exception is logged with
+the delivery id and stops no other handler.
 
-Acknowledgements come first. Handlers share the process's one event loop with the receiver,
-and a handler's API call costs more CPU than a whole acknowledgement; so while requests are
-being received (a burst), only ``concurrency_under_load`` deliveries' handlers start, and the
-rest wait until the receiver has been idle for a millisecond. Real traffic leaves the receiver
-idle nearly all the time, so I/O-bound handlers run at full concurrency; a burst is
-acknowledged at full speed and worked off right after it. The backlog is bounded in bytes:
-past the bound, deliveries are refused with 503 (GitHub records the failure; they can be
-redelivered) rather than risking the process's memory.
+A delivery whose handlers raised runs again later, after an exponential backoff with jitter
+(or as long as GitHub asked, for a rate limit), up to ``RETRY_MAX_ATTEMPTS`` runs; then it is
+kept in the journal as failed (a dead letter) and the ``on_error`` handlers see its errors.
+Retries, recovery after a crash and a redelivery of a failed delivery make this
+*at-least-once*: a handler whose side effects must happen once uses ``ctx.delivery_id`` as
+their idempotency key.
+
+Acknowledgements come first. Handlers may share the event loop with the receiver, and a
+handler's API call costs more CPU than a whole acknowledgement; so while requests are being
+received (a burst), only ``concurrency_under_load`` deliveries' handlers start, and the rest
+wait until the receiver has been idle for a millisecond.
 """
 
 from __future__ import annotations
@@ -20,18 +23,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import random
+import secrets
+import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from framework.context import Context
 from framework.delivery import Delivery
-from framework.errors import Unavailable
+from framework.errors import GitHubAPIError, Unavailable
 from framework.log import bind
 from framework.routing import Handler
 
 if TYPE_CHECKING:
     from framework.app import App
+    from framework.journal import Journal
 
 
 def revokes_tokens(delivery: Delivery) -> bool:
@@ -39,7 +48,52 @@ def revokes_tokens(delivery: Delivery) -> bool:
     return delivery.name == "installation" and delivery.action in ("deleted", "suspend")
 
 
+def consumer_name(pid: int | None = None) -> str:
+    """A runner's name in the journal: host, pid and a random part (unique among runners)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}:{secrets.token_hex(3)}"
+
+
 logger = logging.getLogger("framework.runner")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a delivery whose handlers raised runs again.
+
+    >>> RetryPolicy(max_attempts=5, backoff=10, backoff_max=3600).delay(3, [], lambda: 1.0)
+    40.0
+    """
+
+    max_attempts: int = 5
+    backoff: float = 10.0
+    backoff_max: float = 3600.0
+
+    def delay(
+        self,
+        attempt: int,
+        errors: list[BaseException],
+        jitter: Callable[[], float] = random.random,
+    ) -> float:
+        """Seconds to wait after failed attempt number ``attempt``.
+
+        A rate limit waits what GitHub asked (the longest, if several handlers were limited);
+        anything else ``backoff * 2**(attempt-1)``, capped, with the upper half jittered so
+        retries of a burst of failures spread out.
+        """
+        asked = [
+            e.retry_after
+            for e in errors
+            if isinstance(e, GitHubAPIError) and e.retry_after is not None
+        ]
+        if asked:
+            return max(asked) + jitter()  # a second of spread over the platform's own time
+        ceiling: float = min(self.backoff_max, self.backoff * 2.0 ** (attempt - 1))
+        return ceiling / 2 + ceiling / 2 * jitter()
+
+
+def describe(errors: list[BaseException]) -> str:
+    """How a failed attempt's errors are kept in the journal (type and message, no trace)."""
+    return "; ".join(f"{type(e).__name__}: {e}" for e in errors)[:2000]
 
 
 class ReceiverLoad:
@@ -83,7 +137,7 @@ class ReceiverLoad:
 
 
 class Runner:
-    """A queue of accepted deliveries and the workers that run their handlers."""
+    """Claims deliveries from the journal and runs their handlers, ``concurrency`` at a time."""
 
     def __init__(
         self,
@@ -91,78 +145,177 @@ class Runner:
         concurrency: int,
         *,
         concurrency_under_load: int = 2,
-        max_backlog_bytes: int = 1024**3,
         load: ReceiverLoad | None = None,
+        retry: RetryPolicy | None = None,
+        lease: float = 30.0,
+        poll_interval: float = 1.0,
+        consumer: str | None = None,
+        finish_backlog: bool = True,
     ) -> None:
         self.app = app
+        self.finish_backlog = finish_backlog
+        """On stop, also run what is due within the grace period (one bot on SQLite); with
+        replicas (Redis), leave it to them."""
+        self._drained = asyncio.Event()
+        self._finishing = False
         self.concurrency = concurrency
         self.concurrency_under_load = min(concurrency_under_load, concurrency)
-        self.max_backlog_bytes = max_backlog_bytes
         self.load = load or ReceiverLoad()
-        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
-        self._backlog_bytes = 0
-        self._workers: list[asyncio.Task[None]] = []
-        self._running: dict[str, Delivery] = {}
+        self.retry = retry or RetryPolicy()
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.consumer = consumer or consumer_name()
+        self._journal: Journal | None = None
+        self._wakeup = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._starting = 0  # deliveries whose handlers are running
+        self._journal_errors = 0
         self.stopping = False
         self.on_finished: Callable[[Delivery], None] | None = None
-        """Called after each delivery's handlers have all finished (handler processes use it)."""
+        """Called after each delivery's outcome is recorded (tests and tools use it)."""
 
     @property
-    def pending(self) -> int:
-        """Deliveries accepted and not yet finished (queued or running)."""
-        return self._queue.qsize() + len(self._running)
+    def running(self) -> int:
+        """How many deliveries' handlers are running in this process now."""
+        return len(self._running)
 
     @property
     def started(self) -> bool:
-        """Whether the workers are running."""
-        return bool(self._workers)
+        """Whether the runner is claiming work."""
+        return bool(self._tasks)
 
-    def start(self) -> None:
-        """Start the workers; call from inside the event loop."""
-        if self._workers:
+    async def start(self, journal: Journal) -> None:
+        """Claim and run deliveries from ``journal``; call from inside the event loop."""
+        if self._tasks:
             return
+        self._journal = journal
         self.stopping = False
-        self._workers = [
-            asyncio.create_task(self._work(i), name=f"framework-worker-{i}")
-            for i in range(self.concurrency)
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(journal), name="framework-claim"),
+            asyncio.create_task(self._keep_leases(journal), name="framework-leases"),
         ]
 
-    def submit(self, delivery: Delivery) -> None:
-        """Queue a delivery whose handlers should run. Never blocks: this is the hot path.
+    def wake(self) -> None:
+        """New work was recorded: claim now rather than at the next poll."""
+        self._wakeup.set()
 
-        Raises :class:`~framework.errors.Unavailable` when the backlog is full.
-        """
-        size = len(delivery.body)
-        if self._backlog_bytes + size > self.max_backlog_bytes:
-            raise Unavailable(
-                f"the backlog is full ({self._queue.qsize()} deliveries): redeliver later"
-            )
-        self._backlog_bytes += size
-        self._queue.put_nowait(delivery)
-
-    async def _work(self, index: int) -> None:
-        idle = self.load.idle
-        while True:
-            delivery = await self._queue.get()
-            self._running[delivery.id] = delivery
-            if index >= self.concurrency_under_load and not idle.is_set():
-                await idle.wait()  # checked after get(): workers parked in get() obey it too
-            self._backlog_bytes -= len(delivery.body)
+    async def _claim_loop(self, journal: Journal) -> None:
+        while not self.stopping:
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            self._wakeup.clear()  # before claiming: a wake-up during the claim is kept
             try:
-                await self.run(delivery)
-            except Exception:  # run() catches handler errors; this is a framework bug
-                logger.exception("internal error while running delivery %s", delivery.id)
-            finally:
-                self._running.pop(delivery.id, None)
-                self._queue.task_done()
-                if self.on_finished is not None:
-                    self.on_finished(delivery)
+                batch = await journal.claim(self.consumer, free, self.lease)
+            except Unavailable as exc:
+                self._journal_trouble("claim deliveries", exc)
+                await asyncio.sleep(self.poll_interval)
+                continue
+            if self._finishing and not batch and not self._running:
+                self._drained.set()
+            for delivery in batch:
+                self._running[delivery.id] = asyncio.create_task(
+                    self._process(journal, delivery), name=f"framework-delivery-{delivery.id}"
+                )
+            if len(batch) < free and not self.stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
 
-    async def run(self, delivery: Delivery) -> list[BaseException]:
-        """Run the delivery's handlers now and wait for them; return the errors they raised."""
+    async def _keep_leases(self, journal: Journal) -> None:
+        """Renew the leases of what runs here; give back what dead consumers held."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                if self._running:
+                    await journal.renew(self.consumer, list(self._running), self.lease)
+                if await journal.requeue_expired():
+                    self.wake()
+            except Unavailable as exc:
+                self._journal_trouble("renew leases", exc)
+
+    def _journal_trouble(self, what: str, error: Exception) -> None:
+        self._journal_errors += 1
+        if self._journal_errors == 1 or self._journal_errors % 100 == 0:
+            logger.error("cannot %s (%d times so far): %s", what, self._journal_errors, error)
+
+    async def _process(self, journal: Journal, delivery: Delivery) -> None:
+        try:
+            idle = self.load.idle
+            if self._starting >= self.concurrency_under_load and not idle.is_set():
+                await idle.wait()
+            self._starting += 1
+            try:
+                final = delivery.attempt >= self.retry.max_attempts
+                errors = await self.run(delivery, report=final)
+            finally:
+                self._starting -= 1
+            await self._record_outcome(journal, delivery, errors, final)
+        except asyncio.CancelledError:
+            raise  # stopped past the grace period: stop() gives the delivery back
+        except Exception:  # run() catches handler errors; this is a framework bug
+            logger.exception("internal error while running delivery %s", delivery.id)
+        finally:
+            self._running.pop(delivery.id, None)
+            self._slot_free.set()
+            if self._finishing:
+                self._wakeup.set()  # look for more, or notice that all is done
+            if self.on_finished is not None:
+                self.on_finished(delivery)
+
+    async def _record_outcome(
+        self, journal: Journal, delivery: Delivery, errors: list[BaseException], final: bool
+    ) -> None:
+        try:
+            if not errors:
+                held = await journal.complete(delivery.id, self.consumer)
+            elif final:
+                held = await journal.fail(delivery.id, self.consumer, describe(errors))
+                logger.error(
+                    "delivery %s (%s) failed %d times; kept as failed: "
+                    "python -m framework deliveries show %s",
+                    delivery.id,
+                    delivery.key,
+                    delivery.attempt,
+                    delivery.id,
+                )
+            else:
+                delay = self.retry.delay(delivery.attempt, errors)
+                held = await journal.retry(
+                    delivery.id, self.consumer, describe(errors), time.time() + delay
+                )
+                logger.warning(
+                    "delivery %s (%s): attempt %d of %d failed; retrying in %.1f s",
+                    delivery.id,
+                    delivery.key,
+                    delivery.attempt,
+                    self.retry.max_attempts,
+                    delay,
+                )
+        except Unavailable as exc:
+            logger.error(
+                "delivery %s ran, but its outcome could not be stored (%s); it runs again "
+                "once its lease expires",
+                delivery.id,
+                exc,
+            )
+            return
+        if not held:
+            logger.warning(
+                "delivery %s ran past its lease and was handed to another consumer", delivery.id
+            )
+
+    async def run(self, delivery: Delivery, *, report: bool = True) -> list[BaseException]:
+        """Run the delivery's handlers now and wait for them; return the errors they raised.
+
+        With ``report``, the ``on_error`` handlers see each error (the delivery's last attempt).
+        """
         if delivery.installation_id is not None and revokes_tokens(delivery):
             # Here, where the tokens are cached (the handler process, or this one).
-            self.app.forget_installation(delivery.installation_id)
+            await self.app.forget_installation(delivery.installation_id)
         handlers = self.app.router.match(delivery.name, delivery.action)
         if not handlers:
             return []
@@ -179,6 +332,9 @@ class Runner:
         else:
             results = await asyncio.gather(*(self._call(h, ctx) for h in handlers))
             errors = [e for e in results if e is not None]
+        if report:
+            for error in errors:
+                await self._report(ctx, error)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "handled by %d handler(s), %d failed, %.0f ms after receipt",
@@ -195,12 +351,16 @@ class Runner:
             else:
                 await asyncio.to_thread(handler.fn, ctx)
         except Exception as exc:
-            ctx.log.exception("handler %s failed", handler.name, extra={"handler": handler.name})
-            await self._report(ctx, exc)
+            ctx.log.exception(
+                "handler %s failed (attempt %d)",
+                handler.name,
+                ctx.delivery.attempt,
+                extra={"handler": handler.name},
+            )
             return exc
         return None
 
-    async def _report(self, ctx: Context, error: Exception) -> None:
+    async def _report(self, ctx: Context, error: BaseException) -> None:
         for on_error in self.app.router.error_handlers:
             try:
                 if on_error.is_async:
@@ -210,32 +370,43 @@ class Runner:
             except Exception:
                 ctx.log.exception("on_error handler %s failed", on_error.name)
 
-    async def join(self) -> None:
-        """Wait until every accepted delivery has finished (for tests and the CLI)."""
-        await self._queue.join()
-
     async def stop(self, grace: float) -> list[str]:
-        """Stop accepting, give running handlers ``grace`` seconds, then cancel the rest.
+        """Stop claiming, give running handlers ``grace`` seconds, then cancel the rest.
 
-        Returns the ids of deliveries that did not finish.
+        With ``finish_backlog``, due deliveries are still claimed and run within the grace
+        period. What did not finish goes back to the journal as pending, for the next start
+        (or another replica). Returns the ids of those deliveries.
         """
-        self.stopping = True
-        if self._workers:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        if self.finish_backlog and self._tasks:
+            self._finishing = True
+            self._wakeup.set()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.join(), timeout=grace)
+                await asyncio.wait_for(self._drained.wait(), grace)
+        self.stopping = True
+        self._wakeup.set()
+        self._slot_free.set()
+        running = list(self._running.values())
+        if running:
+            await asyncio.wait(running, timeout=max(0.0, deadline - loop.time()))
         unfinished = list(self._running)
-        while not self._queue.empty():
-            unfinished.append(self._queue.get_nowait().id)
-            self._queue.task_done()
-        self._backlog_bytes = 0
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._journal is not None:
+            try:  # also what a claim cut short by the cancellation took
+                await self._journal.release(self.consumer)
+            except Unavailable as exc:
+                logger.error("could not give unfinished deliveries back: %s", exc)
         if unfinished:
-            logger.error(
-                "stopped with %d deliveries unfinished after %.0f s; redeliver them from the "
-                "app's settings: %s",
+            logger.warning(
+                "stopped with %d deliveries unfinished after %.0f s; they are kept in the "
+                "journal and run at the next start: %s",
                 len(unfinished),
                 grace,
                 ", ".join(unfinished),

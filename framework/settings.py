@@ -71,11 +71,6 @@ class Settings(BaseSettings):
         gt=0,
         description="How many deliveries' handlers start while a burst is being received.",
     )
-    backlog_max_bytes: int = Field(
-        default=1024**3,
-        gt=0,
-        description="Payload bytes waiting for handlers before new deliveries get 503.",
-    )
     handler_processes: int = Field(
         default=1,
         ge=0,
@@ -89,6 +84,40 @@ class Settings(BaseSettings):
     )
     shutdown_grace_seconds: float = Field(
         default=25.0, ge=0, description="How long a stopping bot waits for running handlers."
+    )
+
+    journal_path: Path = Field(
+        default=Path("deliveries.sqlite3"),
+        description="The SQLite delivery journal (relative to the working directory).",
+    )
+    journal_sync: Literal["full", "normal"] = Field(
+        default="full",
+        description="SQLite's synchronous mode: full survives power loss; normal, a crash.",
+    )
+    journal_max_bytes: int | None = Field(
+        default=None, gt=0, description="Cap on the SQLite journal's size (503 near it)."
+    )
+    journal_retention_days: float = Field(
+        default=7.0, gt=0, description="Finished deliveries are deleted after this many days."
+    )
+    journal_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a dead replica's running deliveries wait before others take them.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis://...: journal, work queue and token cache in Redis (replicas).",
+    )
+    redis_prefix: str = Field(default="framework", description="Prefix of every Redis key.")
+    retry_max_attempts: int = Field(
+        default=5, ge=1, description="Runs of a failing delivery before it is kept as failed."
+    )
+    retry_backoff_seconds: float = Field(
+        default=10.0, ge=0, description="Wait after the first failure; doubles each time."
+    )
+    retry_backoff_max_seconds: float = Field(
+        default=3600.0, ge=0, description="The longest wait between two attempts."
     )
 
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"

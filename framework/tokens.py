@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from framework.errors import AuthenticationError
 
@@ -105,6 +105,24 @@ class AccessToken:
 Mint = Callable[[int, TokenScope], Awaitable[AccessToken]]
 
 
+class SharedTokens(Protocol):
+    """A token cache shared between processes (see :mod:`framework.token_cache`)."""
+
+    async def get_or_mint(
+        self,
+        installation_id: int,
+        scope: TokenScope,
+        mint: Callable[[], Awaitable[AccessToken]],
+        margin: float,
+    ) -> AccessToken: ...
+
+    async def discard(
+        self, installation_id: int, scope: TokenScope, token: AccessToken
+    ) -> None: ...
+
+    async def forget_installation(self, installation_id: int) -> None: ...
+
+
 class InstallationTokens:
     """The process's cache of installation tokens, with single-flight minting.
 
@@ -124,6 +142,8 @@ class InstallationTokens:
         self._clock = clock
         self._cache: dict[tuple[int, TokenScope], AccessToken] = {}
         self._inflight: dict[tuple[int, TokenScope], asyncio.Future[AccessToken]] = {}
+        self.shared: SharedTokens | None = None
+        """Set with ``REDIS_URL``: other processes' and replicas' tokens, minted once for all."""
 
     async def get(self, installation_id: int, scope: TokenScope = FULL_ACCESS) -> AccessToken:
         """A token for the installation that is good for a while yet, minting one if needed."""
@@ -140,7 +160,10 @@ class InstallationTokens:
         return await asyncio.shield(future)
 
     async def _mint_and_store(self, key: tuple[int, TokenScope]) -> AccessToken:
-        token = await self._mint(*key)
+        if self.shared is None:
+            token = await self._mint(*key)
+        else:
+            token = await self.shared.get_or_mint(*key, lambda: self._mint(*key), self._margin)
         self._cache[key] = token
         return token
 
@@ -158,7 +181,22 @@ class InstallationTokens:
         if self._cache.get(key) == token:
             del self._cache[key]
 
+    async def replace(
+        self, installation_id: int, token: AccessToken, scope: TokenScope = FULL_ACCESS
+    ) -> AccessToken:
+        """GitHub refused ``token``: drop it here and in the shared cache; get another."""
+        self.invalidate(installation_id, token, scope)
+        if self.shared is not None:
+            await self.shared.discard(installation_id, scope, token)
+        return await self.get(installation_id, scope)
+
     def forget_installation(self, installation_id: int) -> None:
         """Drop every cached token of an installation (it was deleted or suspended)."""
         for key in [k for k in self._cache if k[0] == installation_id]:
             del self._cache[key]
+
+    async def forget_installation_everywhere(self, installation_id: int) -> None:
+        """Drop the installation's tokens here and in the shared cache."""
+        self.forget_installation(installation_id)
+        if self.shared is not None:
+            await self.shared.forget_installation(installation_id)

@@ -13,6 +13,13 @@ from framework.testing import FakeGitHub, serve
 from tests.support import APP_ID, INSTALLATION, PUBLIC, REPO, RedisServer
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test in a directory of its own: the default journal (``deliveries.sqlite3`` in
+    the working directory) never leaks from one test into another, or into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def rsa_key() -> rsa.RSAPrivateKey:
     """One RSA key for the whole run: generating one costs tens of milliseconds."""

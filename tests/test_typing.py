@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
+import pytest
 from mypy import api
 
 from framework.events import generate_typed_on
+from tests.support import ROOT
 
 BOT = """
 from framework import App, Context
@@ -39,7 +41,10 @@ def test_the_generated_overloads_match_the_event_models() -> None:
     )
 
 
-def test_mypy_knows_the_model_of_each_handler_and_flags_a_mismatch(tmp_path: Path) -> None:
+def test_mypy_knows_the_model_of_each_handler_and_flags_a_mismatch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)  # where mypy finds the framework's sources
     bot = tmp_path / "bot.py"
     bot.write_text(BOT)
     out, err, _ = api.run(

@@ -12,7 +12,8 @@ The journal is what makes a delivery run once and never get lost:
   :meth:`Journal.fail` (a dead letter, with its error) close a claim.
 
 Implementations: :class:`~framework.journal.sqlite.SQLiteJournal` (a file beside the bot,
-the default).
+the default) and :class:`~framework.journal.redis.RedisJournal` (``REDIS_URL``, for several
+replicas).
 """
 
 from __future__ import annotations
@@ -95,6 +96,18 @@ class Journal(Protocol):
 
     async def requeue_expired(self) -> list[str]:
         """Make deliveries whose lease ran out pending again; return their ids."""
+        ...
+
+    async def release(self, consumer: str) -> list[str]:
+        """Make every delivery ``consumer`` holds pending again now (it stopped or died)."""
+        ...
+
+    async def requeue(self, delivery_id: str) -> bool:
+        """Run a done or failed delivery again (``deliveries replay``); False if it is not one."""
+        ...
+
+    async def active(self) -> int:
+        """How many deliveries are pending (due or later) or running."""
         ...
 
     async def get(self, delivery_id: str) -> Entry | None:

@@ -64,8 +64,10 @@ redis.call('HSET', KEYS[1], 'status', 'running', 'consumer', ARGV[1], 'lease_unt
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[6])
 redis.call('RPUSH', KEYS[2], cjson.encode({number = attempts, consumer = ARGV[1],
                                            started_at = tonumber(ARGV[3])}))
-return redis.call('HMGET', KEYS[1], 'name', 'action', 'installation_id', 'headers', 'body',
-                  'received_at')
+local row = redis.call('HMGET', KEYS[1], 'name', 'action', 'installation_id', 'headers', 'body',
+                       'received_at')
+table.insert(row, attempts)
+return row
 """
 
 _RENEW = """
@@ -104,9 +106,18 @@ end
 return 1
 """
 
-# KEYS: leases, stream; ARGV: now, key prefix, group, error
+# KEYS: leases, stream; ARGV: now, key prefix, group, error, consumer ('' for expired leases)
 _REQUEUE_EXPIRED = """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+local expired = {}
+if ARGV[5] == '' then
+  expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+else
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if redis.call('HGET', ARGV[2] .. 'd:' .. id, 'consumer') == ARGV[5] then
+      table.insert(expired, id)
+    end
+  end
+end
 for _, id in ipairs(expired) do
   local key = ARGV[2] .. 'd:' .. id
   local entry = redis.call('HGET', key, 'entry')
@@ -125,6 +136,18 @@ for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
 end
 return expired
+"""
+
+
+# KEYS: hash, stream, finished; ARGV: id
+_REQUEUE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'done' and status ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'pending', 'not_before', '0')
+redis.call('HDEL', KEYS[1], 'finished_at')
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+return 1
 """
 
 
@@ -174,6 +197,7 @@ class RedisJournal(ClaimFinisher):
                 ("renew", _RENEW),
                 ("finish", _FINISH),
                 ("requeue_expired", _REQUEUE_EXPIRED),
+                ("requeue", _REQUEUE),
             )
         }
 
@@ -249,7 +273,7 @@ class RedisJournal(ClaimFinisher):
                     args=[consumer, repr(now + lease), repr(now), entry_id, GROUP, delivery_id],
                 )  # fmt: skip
                 if row:
-                    name, action, installation, headers, body, received_at = row
+                    name, action, installation, headers, body, received_at, attempt = row
                     claimed.append(
                         Delivery(
                             delivery_id,
@@ -259,6 +283,7 @@ class RedisJournal(ClaimFinisher):
                             int(installation) if installation else None,
                             json.loads(headers),
                             float(received_at),
+                            int(attempt),
                         )
                     )
         return claimed
@@ -285,14 +310,38 @@ class RedisJournal(ClaimFinisher):
 
     async def requeue_expired(self) -> list[str]:
         """Deliveries whose consumer stopped renewing its lease go back on the stream."""
+        return await self._requeue_held("", "lease expired")
+
+    async def release(self, consumer: str) -> list[str]:
+        """Every delivery ``consumer`` holds goes back on the stream now."""
+        return await self._requeue_held(consumer, "released")
+
+    async def _requeue_held(self, consumer: str, why: str) -> list[str]:
         ids: list[bytes] = await self._guard(
             self._scripts["requeue_expired"](
                 keys=[self._leases, self._stream],
                 args=[repr(self._clock()), self._prefix, GROUP,
-                      "its consumer stopped (lease expired)"],
+                      f"its consumer stopped ({why})", consumer],
             )
         )  # fmt: skip
         return [i.decode() for i in ids]
+
+    async def requeue(self, delivery_id: str) -> bool:
+        """A done or failed delivery goes back on the stream, due now."""
+        keys = [self._hash(delivery_id), self._stream, self._finished]
+        return bool(await self._guard(self._scripts["requeue"](keys=keys, args=[delivery_id])))
+
+    async def active(self) -> int:
+        """Pending and running deliveries: entries on the stream, plus those waiting to retry."""
+
+        async def count() -> int:
+            async with self._raw.pipeline(transaction=False) as pipe:
+                pipe.xlen(self._stream)
+                pipe.zcard(self._delayed)
+                stream, delayed = await pipe.execute()
+            return int(stream) + int(delayed)
+
+        return await self._guard(count())
 
     async def get(self, delivery_id: str) -> Entry | None:
         """One delivery with its attempts, or None."""

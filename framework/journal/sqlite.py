@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import queue
 import sqlite3
@@ -71,7 +72,6 @@ class _Op:
     work: _Work
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
-    batchable: bool
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -118,6 +118,7 @@ class SQLiteJournal(ClaimFinisher):
         self.max_bytes = max_bytes
         self._record_pages: int | None = None
         self._clock = clock
+        self._lock_handle: Any = None
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.transactions = 0
@@ -157,62 +158,71 @@ class SQLiteJournal(ClaimFinisher):
 
     def _serve(self) -> None:
         conn: sqlite3.Connection | None = None
-        pending: list[_Op] = []
-        while True:
-            op = pending.pop(0) if pending else self._ops.get()
-            if op is None:
-                break
+        while (op := self._ops.get()) is not None:
             batch = [op]
-            if op.batchable:  # take every record already waiting into the same transaction
-                while True:
-                    try:
-                        nxt = self._ops.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is not None and nxt.batchable:
-                        batch.append(nxt)
-                    else:
-                        pending.append(nxt)  # type: ignore[arg-type]
-                        break
+            stop = False
+            # Everything already waiting goes into the same transaction (group commit).
+            while len(batch) < 512:
+                try:
+                    nxt = self._ops.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
             try:
                 if conn is None:
                     conn = self._connect()
-                results = self._transaction(conn, batch)
+                outcomes = self._transaction(conn, batch)
             except sqlite3.Error as exc:
                 error = explain(self.path, exc)
-                for item in batch:
-                    item.loop.call_soon_threadsafe(_settle, item.future, None, error)
+                outcomes = [(None, error)] * len(batch)
                 if conn is not None and "not a database" in str(exc).lower():
                     conn.close()
                     conn = None
-                continue
-            except BaseException as exc:  # a bug in an operation: hand it to the caller
-                for item in batch:
-                    item.loop.call_soon_threadsafe(_settle, item.future, None, exc)
-                continue
-            for item, result in zip(batch, results, strict=True):
-                item.loop.call_soon_threadsafe(_settle, item.future, result, None)
+            for item, (result, failure) in zip(batch, outcomes, strict=True):
+                item.loop.call_soon_threadsafe(_settle, item.future, result, failure)
+            if stop:
+                break
         if conn is not None:
             conn.close()
 
-    def _transaction(self, conn: sqlite3.Connection, batch: list[_Op]) -> list[Any]:
+    def _transaction(
+        self, conn: sqlite3.Connection, batch: list[_Op]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """Run a batch in one transaction; each operation in a savepoint of its own, so one
+        that fails (a record past the size cap, a bug) takes nothing else down with it."""
         conn.execute("BEGIN IMMEDIATE")
+        outcomes: list[tuple[Any, BaseException | None]] = []
         try:
-            results = [item.work(conn) for item in batch]
+            for item in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    outcomes.append((item.work(conn), None))
+                except sqlite3.Error as exc:
+                    if not conn.in_transaction:  # SQLite rolled back by itself (SQLITE_FULL)
+                        raise
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append((None, explain(self.path, exc)))
+                except Exception as exc:  # a bug in an operation: hand it to its caller
+                    conn.execute("ROLLBACK TO op")
+                    outcomes.append((None, exc))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:  # SQLite rolls back by itself on some errors (SQLITE_FULL)
+            if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         self.transactions += 1
-        return results
+        return outcomes
 
-    async def _call(self, work: _Work, *, batchable: bool = False) -> Any:
+    async def _call(self, work: _Work) -> Any:
         if self._thread is None or not self._thread.is_alive():
             raise JournalUnavailable(f"the delivery journal {self.path} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._ops.put(_Op(work, future, loop, batchable))
+        self._ops.put(_Op(work, future, loop))
         return await future
 
     @staticmethod
@@ -237,7 +247,7 @@ class SQLiteJournal(ClaimFinisher):
 
         def work(conn: sqlite3.Connection) -> bool:
             limit = self._record_pages
-            if limit is not None and conn.execute("PRAGMA page_count").fetchone()[0] >= limit:
+            if limit is not None and self._pages_after(conn, len(row[5])) >= limit:
                 raise sqlite3.OperationalError("database or disk is full")
             cursor = conn.execute(
                 "INSERT INTO deliveries (id, name, action, installation_id, headers, body,"
@@ -249,7 +259,13 @@ class SQLiteJournal(ClaimFinisher):
             )
             return cursor.rowcount == 1
 
-        return bool(await self._call(work, batchable=True))
+        return bool(await self._call(work))
+
+    @staticmethod
+    def _pages_after(conn: sqlite3.Connection, size: int) -> int:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        return int(pages + size // page_size + 2)
 
     async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
         """Take up to ``limit`` due deliveries, oldest first, for ``lease`` seconds."""
@@ -271,7 +287,7 @@ class SQLiteJournal(ClaimFinisher):
             )
             rows.sort(key=lambda row: row[6])
             return [
-                Delivery(row[0], row[1], row[5], row[2], row[3], json.loads(row[4]), row[6])
+                Delivery(row[0], row[1], row[5], row[2], row[3], json.loads(row[4]), row[6], row[7])
                 for row in rows
             ]
 
@@ -322,23 +338,77 @@ class SQLiteJournal(ClaimFinisher):
 
     async def requeue_expired(self) -> list[str]:
         """Deliveries whose consumer stopped renewing its lease become pending again."""
+        return await self._requeue_running("lease_until < ?", self._clock(), "lease expired")
+
+    async def release(self, consumer: str) -> list[str]:
+        """Every delivery ``consumer`` holds becomes pending again now."""
+        return await self._requeue_running("consumer = ?", consumer, "released")
+
+    async def recover(self) -> list[str]:
+        """Every running delivery becomes pending again: call only while holding the file's
+        lock (:meth:`lock`), when no other process can be running them."""
+        return await self._requeue_running("1 = ?", 1, "the bot stopped")
+
+    async def _requeue_running(self, condition: str, value: Any, why: str) -> list[str]:
         now = self._clock()
 
         def work(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
                 "UPDATE deliveries SET status = 'pending', consumer = NULL, lease_until = NULL"
-                " WHERE status = 'running' AND lease_until < ? RETURNING id, attempts",
-                (now,),
+                f" WHERE status = 'running' AND {condition} RETURNING id, attempts",
+                (value,),
             ).fetchall()
             conn.executemany(
                 "UPDATE attempts SET finished_at = ?, error = ? WHERE delivery_id = ?"
                 " AND number = ?",
-                [(now, "its consumer stopped (lease expired)", r[0], r[1]) for r in rows],
+                [(now, f"its consumer stopped ({why})", r[0], r[1]) for r in rows],
             )
             return [row[0] for row in rows]
 
         result: list[str] = await self._call(work)
         return result
+
+    async def requeue(self, delivery_id: str) -> bool:
+        """A done or failed delivery becomes pending again, due now."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE deliveries SET status = 'pending', not_before = 0, finished_at = NULL"
+                " WHERE id = ? AND status IN ('done', 'failed')",
+                (delivery_id,),
+            )
+            return cursor.rowcount == 1
+
+        return bool(await self._call(work))
+
+    async def active(self) -> int:
+        """How many deliveries are pending or running."""
+
+        def work(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT count(*) FROM deliveries WHERE status IN ('pending', 'running')"
+            ).fetchone()
+            return int(row[0])
+
+        return int(await self._call(work))
+
+    def lock(self) -> None:
+        """Hold an exclusive lock on ``PATH.lock`` for as long as this process lives.
+
+        One bot (one receiver and its handler processes) per journal file: a second bot
+        started on the same file is refused with a clear error instead of sharing it.
+        """
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the process's lifetime
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise JournalUnavailable(
+                f"the delivery journal {self.path} is in use by another bot (locked: "
+                f"{lock_path}); give each bot its own JOURNAL_PATH, or use REDIS_URL for replicas"
+            ) from None
+        self._lock_handle = handle
 
     @staticmethod
     def _entry(row: tuple[Any, ...], history: list[Attempt]) -> Entry:
@@ -402,3 +472,6 @@ class SQLiteJournal(ClaimFinisher):
         if self._thread is not None and self._thread.is_alive():
             self._ops.put(None)
             await asyncio.to_thread(self._thread.join, 10)
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
