@@ -287,6 +287,7 @@ class Runner:
                 held = await journal.retry(
                     delivery.id, self.consumer, describe(errors), time.time() + delay
                 )
+                asyncio.get_running_loop().call_later(delay, self.wake)  # not at the next poll
                 logger.warning(
                     "delivery %s (%s): attempt %d of %d failed; retrying in %.1f s",
                     delivery.id,

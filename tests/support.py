@@ -77,6 +77,7 @@ def start_bot(bot: str, fake_url: str, cwd: Path, **env: str) -> tuple[subproces
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: a test can kill bot and children
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20

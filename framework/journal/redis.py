@@ -35,7 +35,8 @@ if status and status ~= 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'name', ARGV[2], 'action', ARGV[3], 'installation_id', ARGV[4],
            'headers', ARGV[5], 'body', ARGV[6], 'received_at', ARGV[7],
            'status', 'pending', 'not_before', '0')
-if not status then redis.call('HSET', KEYS[1], 'attempts', '0') end
+if not status then redis.call('HSET', KEYS[1], 'attempts', '0', 'attempts_before', '0')
+else redis.call('HSET', KEYS[1], 'attempts_before', redis.call('HGET', KEYS[1], 'attempts')) end
 redis.call('HDEL', KEYS[1], 'consumer', 'lease_until', 'finished_at', 'entry')
 redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
@@ -43,31 +44,40 @@ redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
 return 1
 """
 
-_RELEASE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+# One script from the stream to the claim: no moment where an entry is read but not claimed
+# (a consumer killed in between would leave it in its pending list, out of everyone's reach).
+# KEYS: stream, delayed, leases; ARGV: consumer, lease until, now, count, group, key prefix
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 for _, id in ipairs(due) do
-  redis.call('XADD', KEYS[2], '*', 'id', id)
-  redis.call('ZREM', KEYS[1], id)
+  redis.call('XADD', KEYS[1], '*', 'id', id)
+  redis.call('ZREM', KEYS[2], id)
 end
-return #due
-"""
-
-_CLAIM_ONE = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then
-  redis.call('XACK', KEYS[3], ARGV[5], ARGV[4])
-  redis.call('XDEL', KEYS[3], ARGV[4])
-  return false
+local claimed = {}
+local read = redis.call('XREADGROUP', 'GROUP', ARGV[5], ARGV[1], 'COUNT', ARGV[4],
+                        'STREAMS', KEYS[1], '>')
+if not read then return claimed end
+for _, item in ipairs(read[1][2]) do
+  local entry, id = item[1], item[2][2]
+  local key = ARGV[6] .. 'd:' .. id
+  if redis.call('HGET', key, 'status') ~= 'pending' then
+    redis.call('XACK', KEYS[1], ARGV[5], entry)
+    redis.call('XDEL', KEYS[1], entry)
+  else
+    local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'status', 'running', 'consumer', ARGV[1], 'lease_until', ARGV[2],
+               'entry', entry)
+    redis.call('ZADD', KEYS[3], ARGV[2], id)
+    redis.call('RPUSH', ARGV[6] .. 'a:' .. id, cjson.encode({number = attempts,
+               consumer = ARGV[1], started_at = tonumber(ARGV[3])}))
+    local row = redis.call('HMGET', key, 'name', 'action', 'installation_id', 'headers', 'body',
+                           'received_at', 'attempts_before')
+    row[7] = attempts - tonumber(row[7] or '0')
+    table.insert(row, 1, id)
+    table.insert(claimed, row)
+  end
 end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'status', 'running', 'consumer', ARGV[1], 'lease_until', ARGV[2],
-           'entry', ARGV[4])
-redis.call('ZADD', KEYS[4], ARGV[2], ARGV[6])
-redis.call('RPUSH', KEYS[2], cjson.encode({number = attempts, consumer = ARGV[1],
-                                           started_at = tonumber(ARGV[3])}))
-local row = redis.call('HMGET', KEYS[1], 'name', 'action', 'installation_id', 'headers', 'body',
-                       'received_at')
-table.insert(row, attempts)
-return row
+return claimed
 """
 
 _RENEW = """
@@ -143,7 +153,8 @@ return expired
 _REQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'done' and status ~= 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'pending', 'not_before', '0')
+redis.call('HSET', KEYS[1], 'status', 'pending', 'not_before', '0',
+           'attempts_before', redis.call('HGET', KEYS[1], 'attempts'))
 redis.call('HDEL', KEYS[1], 'finished_at')
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
@@ -192,8 +203,7 @@ class RedisJournal(ClaimFinisher):
             name: client.register_script(source)
             for name, source in (
                 ("record", _RECORD),
-                ("release_due", _RELEASE_DUE),
-                ("claim_one", _CLAIM_ONE),
+                ("claim", _CLAIM),
                 ("renew", _RENEW),
                 ("finish", _FINISH),
                 ("requeue_expired", _REQUEUE_EXPIRED),
@@ -256,37 +266,23 @@ class RedisJournal(ClaimFinisher):
 
     async def _claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
         now = self._clock()
-        await self._scripts["release_due"](keys=[self._delayed, self._stream], args=[repr(now)])
-        claimed: list[Delivery] = []
-        while len(claimed) < limit:
-            answer = await self._raw.xreadgroup(
-                GROUP, consumer, {self._stream: ">"}, count=limit - len(claimed)
+        rows: list[list[Any]] = await self._scripts["claim"](
+            keys=[self._stream, self._delayed, self._leases],
+            args=[consumer, repr(now + lease), repr(now), limit, GROUP, self._prefix],
+        )
+        return [
+            Delivery(
+                delivery_id.decode(),
+                name.decode(),
+                body,
+                _text(action),
+                int(installation) if installation else None,
+                json.loads(headers),
+                float(received_at),
+                int(attempt),
             )
-            if not answer:
-                break
-            entries: list[tuple[bytes, dict[bytes, bytes]]] = answer[0][1]
-            for entry_id, fields in entries:
-                delivery_id = fields[b"id"].decode()
-                row: Any = await self._scripts["claim_one"](
-                    keys=[self._hash(delivery_id), self._attempts(delivery_id), self._stream,
-                          self._leases],
-                    args=[consumer, repr(now + lease), repr(now), entry_id, GROUP, delivery_id],
-                )  # fmt: skip
-                if row:
-                    name, action, installation, headers, body, received_at, attempt = row
-                    claimed.append(
-                        Delivery(
-                            delivery_id,
-                            name.decode(),
-                            body,
-                            _text(action),
-                            int(installation) if installation else None,
-                            json.loads(headers),
-                            float(received_at),
-                            int(attempt),
-                        )
-                    )
-        return claimed
+            for delivery_id, name, action, installation, headers, body, received_at, attempt in rows
+        ]
 
     async def renew(self, consumer: str, delivery_ids: list[str], lease: float) -> None:
         """Extend the leases ``consumer`` holds on these deliveries."""

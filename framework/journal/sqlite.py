@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     body BLOB NOT NULL,
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
+    attempts_before INTEGER NOT NULL DEFAULT 0,
     received_at REAL NOT NULL,
     not_before REAL NOT NULL DEFAULT 0,
     consumer TEXT,
@@ -253,7 +254,8 @@ class SQLiteJournal(ClaimFinisher):
                 "INSERT INTO deliveries (id, name, action, installation_id, headers, body,"
                 " status, received_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)"
                 " ON CONFLICT (id) DO UPDATE SET status = 'pending', not_before = 0,"
-                " consumer = NULL, lease_until = NULL, finished_at = NULL"
+                " consumer = NULL, lease_until = NULL, finished_at = NULL,"
+                " attempts_before = deliveries.attempts"
                 " WHERE deliveries.status = 'failed'",
                 row,
             )
@@ -277,7 +279,7 @@ class SQLiteJournal(ClaimFinisher):
                 " attempts = attempts + 1 WHERE id IN (SELECT id FROM deliveries"
                 " WHERE status = 'pending' AND not_before <= ? ORDER BY received_at LIMIT ?)"
                 " RETURNING id, name, action, installation_id, headers, body, received_at,"
-                " attempts",
+                " attempts, attempts - attempts_before",
                 (consumer, now + lease, now, limit),
             ).fetchall()
             conn.executemany(
@@ -287,7 +289,7 @@ class SQLiteJournal(ClaimFinisher):
             )
             rows.sort(key=lambda row: row[6])
             return [
-                Delivery(row[0], row[1], row[5], row[2], row[3], json.loads(row[4]), row[6], row[7])
+                Delivery(row[0], row[1], row[5], row[2], row[3], json.loads(row[4]), row[6], row[8])
                 for row in rows
             ]
 
@@ -373,8 +375,8 @@ class SQLiteJournal(ClaimFinisher):
 
         def work(conn: sqlite3.Connection) -> bool:
             cursor = conn.execute(
-                "UPDATE deliveries SET status = 'pending', not_before = 0, finished_at = NULL"
-                " WHERE id = ? AND status IN ('done', 'failed')",
+                "UPDATE deliveries SET status = 'pending', not_before = 0, finished_at = NULL,"
+                " attempts_before = attempts WHERE id = ? AND status IN ('done', 'failed')",
                 (delivery_id,),
             )
             return cursor.rowcount == 1
