@@ -2,6 +2,7 @@
 
 python -m framework run sample_bots/labeler.py
 python -m framework receive --event issues --payload issue.json sample_bots/labeler.py
+python -m framework deliveries list --failed
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from framework import deliveries_cli
 from framework.errors import ConfigurationError, FrameworkError
 from framework.loader import load_app
 from framework.log import configure_logging
@@ -119,6 +121,8 @@ def parser() -> argparse.ArgumentParser:
     once.add_argument("--payload", "-p", required=True, help="a JSON file with the payload")
     once.add_argument("--delivery-id", help="the delivery id to use (default: a new uuid)")
     once.set_defaults(func=receive, host=None, port=None)
+
+    deliveries_cli.add_parser(commands)
 
     child = commands.add_parser("handle", help=argparse.SUPPRESS, description=handle.__doc__)
     child.add_argument("bot")

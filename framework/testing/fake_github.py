@@ -374,7 +374,12 @@ class FakeGitHub:
             self._builtin("GET", "/rate_limit", self._get_rate_limit),
             self._builtin("GET", "/installation/repositories", self._list_repositories),
             self._builtin("DELETE", "/installation/token", self._revoke_token),
+            self._builtin("GET", "/app/hook/deliveries", self._list_hook_deliveries),
+            self._builtin("POST", "/app/hook/deliveries/{delivery_id}/attempts", self._redeliver),
         ]
+        self._hook_deliveries: list[dict[str, Any]] = []
+        self.redeliveries: list[int] = []
+        """The numeric ids of deliveries the app asked GitHub to redeliver, in order."""
         self.app = Starlette(
             routes=[
                 Route(
@@ -440,6 +445,43 @@ class FakeGitHub:
             if known is not None:
                 return known
         return _Repository(next(self._ids), owner, name)
+
+    def add_hook_delivery(
+        self,
+        guid: str,
+        event: str = "issues",
+        *,
+        action: str | None = "opened",
+        status_code: int = 202,
+        installation_id: int | None = None,
+        delivered_at: float | None = None,
+    ) -> int:
+        """Record an attempt to deliver a webhook, as ``GET /app/hook/deliveries`` lists it.
+
+        ``status_code`` is what the bot answered (``0``: it could not be reached). Returns the
+        attempt's numeric id (what ``POST /app/hook/deliveries/{id}/attempts`` takes).
+        """
+        with self._lock:
+            number = len(self._hook_deliveries) + 1
+            ok = 200 <= status_code < 300
+            when = time.time() if delivered_at is None else delivered_at
+            self._hook_deliveries.insert(
+                0,
+                {
+                    "id": number,
+                    "guid": guid,
+                    "delivered_at": _timestamp(when),
+                    "redelivery": any(d["guid"] == guid for d in self._hook_deliveries),
+                    "duration": 0.03,
+                    "status": "OK" if ok else f"Invalid HTTP Response: {status_code}",
+                    "status_code": status_code,
+                    "event": event,
+                    "action": action,
+                    "installation_id": installation_id,
+                    "repository_id": None,
+                },
+            )
+            return number
 
     def set_rate_limit(
         self, installation_id: int, *, remaining: int, limit: int = RATE_LIMIT
@@ -1099,6 +1141,21 @@ class FakeGitHub:
             {"total_count": len(repos), "repository_selection": selection, "repositories": page},
             headers,
         )
+
+    def _list_hook_deliveries(self, request: ApiRequest) -> Reply:
+        with self._lock:
+            items = list(self._hook_deliveries)  # newest first, as GitHub lists them
+        page, headers = _paginate(items, request)
+        return Reply(200, page, headers)
+
+    def _redeliver(self, request: ApiRequest) -> Reply:
+        raw = request.params["delivery_id"]
+        with self._lock:
+            known = raw.isdigit() and any(d["id"] == int(raw) for d in self._hook_deliveries)
+            if not known:
+                return _not_found()
+            self.redeliveries.append(int(raw))
+        return Reply(202, {})
 
     def _revoke_token(self, request: ApiRequest) -> Reply:
         self._token(request).expires_at = time.time() - 1

@@ -1,0 +1,240 @@
+"""``python -m framework deliveries``: what the journal holds, and what GitHub could not deliver.
+
+python -m framework deliveries list [--failed] [--limit N]
+python -m framework deliveries show ID
+python -m framework deliveries replay ID [--wait SECONDS]
+python -m framework deliveries purge --older-than 7d
+python -m framework deliveries sync --since 24h [--every 1h] [--dry-run]
+
+They read the same settings as the bot (``JOURNAL_PATH`` or ``REDIS_URL``; ``sync`` also the
+app's ``APP_ID`` and key), and can run while the bot runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from framework.app import App
+from framework.errors import ConfigurationError
+from framework.journal import Entry, Journal, Status
+from framework.settings import load_settings
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration(text: str) -> float:
+    """``90s``, ``15m``, ``24h``, ``7d``, ``2w`` (or plain seconds) as seconds.
+
+    >>> duration("24h"), duration("7d"), duration("90")
+    (86400.0, 604800.0, 90.0)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 15m, 24h, 7d")
+    return float(match[1]) * _UNITS.get(match[2] or "s", 1)
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _line(entry: Entry) -> str:
+    error = (entry.last_error or "").replace("\n", " ")
+    return (
+        f"{entry.delivery.id:<38} {entry.status.value:<8} {entry.attempts:>3}  "
+        f"{_when(entry.received_at)}  {entry.delivery.key:<32} {error[:60]}"
+    ).rstrip()
+
+
+async def list_deliveries(journal: Journal, args: argparse.Namespace) -> int:
+    """The newest deliveries (or only the failed ones), newest first."""
+    entries = await journal.entries(Status.FAILED if args.failed else None, args.limit)
+    print(f"{'DELIVERY':<38} {'STATUS':<8} {'RUNS':>3}  {'RECEIVED (UTC)':<19}  EVENT")
+    for entry in entries:
+        print(_line(entry))
+    if not entries:
+        print("(no deliveries)" if not args.failed else "(no failed deliveries)")
+    return 0
+
+
+async def _get(journal: Journal, delivery_id: str) -> Entry | None:
+    entry = await journal.get(delivery_id)
+    if entry is None:
+        print(f"error: no delivery {delivery_id} in the journal", file=sys.stderr)
+    return entry
+
+
+async def show(journal: Journal, args: argparse.Namespace) -> int:
+    """One delivery: its state, headers, payload and every attempt with its error."""
+    entry = await _get(journal, args.id)
+    if entry is None:
+        return 1
+    d = entry.delivery
+    print(f"delivery:  {d.id}\nevent:     {d.key}\nstatus:    {entry.status.value}")
+    print(f"received:  {_when(entry.received_at)} UTC\nfinished:  {_when(entry.finished_at)}")
+    if entry.status is Status.PENDING and entry.not_before > time.time():
+        print(f"next run:  {_when(entry.not_before)} UTC")
+    print(f"installation: {d.installation_id if d.installation_id is not None else '-'}")
+    print("attempts:")
+    for attempt in entry.history:
+        outcome = attempt.error or ("ok" if attempt.finished_at else "running")
+        print(f"  {attempt.number}. {_when(attempt.started_at)} on {attempt.consumer}: {outcome}")
+    print("headers:")
+    for name, value in sorted(d.headers.items()):
+        print(f"  {name}: {value}")
+    print("payload:")
+    print(json.dumps(d.payload, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def replay(journal: Journal, args: argparse.Namespace) -> int:
+    """Run a done or failed delivery's handlers again, on the running bot; wait for the outcome."""
+    entry = await _get(journal, args.id)
+    if entry is None:
+        return 1
+    if not await journal.requeue(args.id):
+        print(f"error: delivery {args.id} is {entry.status.value} already", file=sys.stderr)
+        return 1
+    print(f"delivery {args.id} queued to run again")
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        now = await journal.get(args.id)
+        if now is not None and now.status in (Status.DONE, Status.FAILED):
+            if now.status is Status.DONE:
+                print(f"delivery {args.id} ran: done")
+                return 0
+            print(f"delivery {args.id} failed again: {now.last_error}")
+            return 1
+    print(f"delivery {args.id} has not run within {args.wait:.0f} s: is the bot running?")
+    return 3
+
+
+async def purge(journal: Journal, args: argparse.Namespace) -> int:
+    """Delete done and failed deliveries that finished longer ago than ``--older-than``."""
+    count = await journal.purge(time.time() - args.older_than)
+    print(f"purged {count} finished deliveries")
+    return 0
+
+
+async def sync_once(app: App, journal: Journal, since: float, dry_run: bool) -> list[str]:
+    """Ask GitHub to redeliver what it failed to deliver since ``since`` (epoch seconds) and
+    the journal does not hold; return the guids asked for."""
+    attempts: dict[str, list[dict[str, Any]]] = {}
+    url: str | None = "/app/hook/deliveries?per_page=100"
+    while url is not None:
+        response = await app.github.get(url)
+        page: list[dict[str, Any]] = response.json()
+        for item in page:
+            attempts.setdefault(item["guid"], []).append(item)
+        oldest = min((_epoch(i["delivered_at"]) for i in page), default=0.0)
+        next_link = response.links.get("next", {}).get("url")
+        url = next_link if page and oldest >= since else None
+    asked: list[str] = []
+    for guid, tries in attempts.items():
+        latest = max(tries, key=lambda t: _epoch(t["delivered_at"]))
+        if _epoch(latest["delivered_at"]) < since or any(t["status"] == "OK" for t in tries):
+            continue
+        if await journal.get(guid) is not None:
+            # Stored: it runs or ran here, whatever GitHub saw. (A dead letter is replayed on
+            # purpose, with `replay`, not by a sweep.)
+            continue
+        if not dry_run:
+            await app.github.post(f"/app/hook/deliveries/{latest['id']}/attempts")
+        asked.append(guid)
+    return asked
+
+
+def _epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+async def sync(app: App, journal: Journal, args: argparse.Namespace) -> int:
+    """Find deliveries GitHub failed to deliver and the journal never stored; redeliver them."""
+    while True:
+        asked = await sync_once(app, journal, time.time() - args.since, args.dry_run)
+        verb = "would ask" if args.dry_run else "asked"
+        print(f"{verb} GitHub to redeliver {len(asked)} deliveries" + "".join(
+            f"\n  {guid}" for guid in asked
+        ))  # fmt: skip
+        if args.every is None:
+            return 0
+        sys.stdout.flush()
+        await asyncio.sleep(args.every)
+
+
+Command = Callable[[App, Journal, argparse.Namespace], Awaitable[int]]
+
+
+def _journal_only(
+    command: Callable[[Journal, argparse.Namespace], Awaitable[int]],
+) -> Command:
+    async def run(_: App, journal: Journal, args: argparse.Namespace) -> int:
+        return await command(journal, args)
+
+    return run
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the journal named by the settings and run one ``deliveries`` command on it."""
+    settings = load_settings()
+    if args.action == "sync" and settings.problems_for_serving():
+        missing = [p for p in settings.problems_for_serving() if "WEBHOOK_SECRET" not in p]
+        if missing:
+            raise ConfigurationError("sync needs the app's credentials:\n  " + "\n  ".join(missing))
+    app = App(settings, name="deliveries")
+    command: Command = args.command
+
+    async def go() -> int:
+        journal = await app.open_journal()
+        try:
+            return await command(app, journal, args)
+        finally:
+            await app.close()
+
+    return asyncio.run(go())
+
+
+def add_parser(commands: Any) -> None:
+    """``deliveries`` and its sub-commands, on the top-level parser."""
+    top = commands.add_parser(
+        "deliveries",
+        help="list, show, replay, purge and sync deliveries",
+        description=__doc__.split("\n")[0],
+    )
+    top.set_defaults(func=run, host=None, port=None)
+    actions = top.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help=list_deliveries.__doc__)
+    listing.add_argument("--failed", action="store_true", help="only dead letters")
+    listing.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    listing.set_defaults(command=_journal_only(list_deliveries))
+
+    one = actions.add_parser("show", help=show.__doc__)
+    one.add_argument("id", help="the delivery id (X-GitHub-Delivery)")
+    one.set_defaults(command=_journal_only(show))
+
+    again = actions.add_parser("replay", help=replay.__doc__)
+    again.add_argument("id", help="the delivery id (X-GitHub-Delivery)")
+    again.add_argument("--wait", type=float, default=30, help="seconds to wait for the outcome")
+    again.set_defaults(command=_journal_only(replay))
+
+    prune = actions.add_parser("purge", help=purge.__doc__)
+    prune.add_argument("--older-than", type=duration, required=True, help="e.g. 7d, 24h")
+    prune.set_defaults(command=_journal_only(purge))
+
+    missed = actions.add_parser("sync", help=sync.__doc__)
+    missed.add_argument("--since", type=duration, default=duration("24h"), help="default 24h")
+    missed.add_argument("--every", type=duration, help="repeat at this interval, e.g. 15m")
+    missed.add_argument("--dry-run", action="store_true", help="list them, ask for nothing")
+    missed.set_defaults(command=sync)
