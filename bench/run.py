@@ -54,6 +54,7 @@ INSTALLATION_ID = 7654321
 STARTUP_TIMEOUT = 30.0
 DRAIN_TIMEOUT = 600.0
 STOP_TIMEOUT = 10.0
+CORE_COMMIT = "3000b03"  # the last commit before the delivery journal was wired in
 WRK_INSTALL = "apt-get install -y wrk    (Debian/Ubuntu; as root, after apt-get update)"
 
 
@@ -91,14 +92,20 @@ class Servers:
         self.started: list[Server] = []
 
     def start(
-        self, name: str, argv: Sequence[str], env: dict[str, str], port: int, cpu: int | None
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str],
+        port: int,
+        cpu: int | None,
+        cwd: Path = REPO_ROOT,
     ) -> Server:
         command = [*pin(cpu), *argv]
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("wb")
         process = subprocess.Popen(
             command,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env={**os.environ, **env},
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -176,6 +183,7 @@ class LoadResult:
     non2xx: int
     socket_errors: int
     cpu_seconds: float = 0.0  # the target's CPU time (user + system) while wrk ran
+    receiver_cpu_seconds: float = 0.0  # of which in the receiving process itself
     drain_seconds: float | None = None  # labeler: time to finish the handlers after wrk
     drain_cpu_seconds: float | None = None
     labels_recorded: int | None = None  # labeler: labels the fake recorded, load + drain
@@ -288,6 +296,12 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of the process itself, without its children."""
+    fields = _stat(pid)
+    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+
+
 def peak_rss_mb(pid: int) -> tuple[float, int]:
     """The peak resident memory (VmHWM, MiB) summed over the process tree, and its size."""
     total, members = 0.0, process_tree(pid)
@@ -313,6 +327,21 @@ class Target:
     server: Server
     event: str = "issues"
     drains: bool = False
+    journal_env: dict[str, str] | None = None  # its journal, emptied between rounds
+
+    def purge(self) -> None:
+        """Delete the finished deliveries of the last round (outside the measured time), so
+        the journal does not grow by a gigabyte a round."""
+        if self.journal_env is None:
+            return
+        subprocess.run(
+            [sys.executable, "-m", "framework", "deliveries", "purge", "--older-than", "0s"],
+            cwd=REPO_ROOT,
+            env={**os.environ, **self.journal_env},
+            capture_output=True,
+            check=True,
+            timeout=600,
+        )
 
 
 def measure(
@@ -341,9 +370,11 @@ def measure(
             ]
         labels_before = fake_stats(fake)["labels_ok"]
         target_cpu, fake_cpu = cpu_seconds(pid), cpu_seconds(fake.process.pid)
+        receiver_cpu = own_cpu_seconds(pid)
         result = load.run(target.name, target.server.url, seconds, round_, target.event)
         target_cpu_loaded = cpu_seconds(pid)
         result.cpu_seconds = target_cpu_loaded - target_cpu
+        result.receiver_cpu_seconds = own_cpu_seconds(pid) - receiver_cpu
         if not target.drains:
             return result
         if profiling and profile_with is not None:
@@ -354,6 +385,7 @@ def measure(
         result.drain_cpu_seconds = cpu_seconds(pid) - target_cpu_loaded
         result.fake_cpu_seconds = cpu_seconds(fake.process.pid) - fake_cpu
         result.labels_recorded = stats["labels_ok"] - labels_before
+        target.purge()
         return result
     finally:
         for recorder in recorders:
@@ -431,9 +463,11 @@ def summarize(results: list[LoadResult], target: str) -> dict[str, Any]:
     return summary
 
 
-def paired_ratios(results: list[LoadResult], target: str = "labeler") -> list[float]:
-    """target/floor throughput per round: each run against the same round's floor run."""
-    floor = {r.round: r for r in results if r.target == "floor"}
+def paired_ratios(
+    results: list[LoadResult], target: str = "labeler", baseline: str = "floor"
+) -> list[float]:
+    """target/baseline throughput per round: each run against the same round's baseline run."""
+    floor = {r.round: r for r in results if r.target == baseline}
     return [
         r.per_second / floor[r.round].per_second
         for r in results
@@ -459,10 +493,28 @@ def summarize_all(
             "p99": unhandled["p99_ms"] / floor["p99_ms"],
             "cpu_per_ack": unhandled["cpu_us_per_delivery"] / floor["cpu_us_per_delivery"],
         }
+    journal: dict[str, Any] = {}
+    if any(r.target == "core" for r in results):
+        core = summarize(results, "core")
+        journal["core"] = core
+        for name in ("labeler", "redis"):
+            if not any(r.target == name for r in results):
+                continue
+            mine = summarize(results, name) if name != "labeler" else labeler
+            per_round = paired_ratios(results, name, "core")
+            journal[name] = {
+                **({"summary": mine} if name != "labeler" else {}),
+                "throughput": mine["per_second"] / core["per_second"],
+                "throughput_paired": median(per_round),
+                "throughput_per_round": per_round,
+                "p99": mine["p99_ms"] / core["p99_ms"],
+                "cpu_per_ack": mine["cpu_us_per_delivery"] / core["cpu_us_per_delivery"],
+            }
     return {
         "floor": floor,
         "labeler": labeler,
         "unhandled": unhandled,
+        "journal": journal,
         "ratios": {
             "throughput": labeler["per_second"] / floor["per_second"],
             "throughput_paired": median(paired),
@@ -483,9 +535,11 @@ def summarize_all(
 
 
 def progress_line(r: LoadResult) -> str:
+    receiver_us = 1e6 * r.receiver_cpu_seconds / max(1, r.requests)
     line = (
         f"round {r.round} {r.target:<10}{r.per_second:8.0f}/s  p50 {r.p50_ms:6.2f} ms  "
-        f"p99 {r.p99_ms:6.2f} ms  CPU {r.cpu_us_per_delivery:5.0f} us/delivery  "
+        f"p99 {r.p99_ms:6.2f} ms  CPU {r.cpu_us_per_delivery:5.0f} us/delivery "
+        f"({receiver_us:.0f} in the receiver)  "
         f"non-2xx {r.non2xx}"
     )
     if r.drain_seconds is not None:
@@ -531,6 +585,28 @@ def render(summary: dict[str, Any]) -> str:
             f"               (unhandled: the labeler receiving {UNHANDLED_EVENT} deliveries, "
             "which no handler wants: the acknowledgement path alone)",
         ]
+    journal = summary.get("journal") or {}
+    if journal:
+        core = journal["core"]
+        rows += [
+            "",
+            f"the journal, against the core without one (commit {summary.get('core_commit')}): "
+            f"core {core['per_second']:.0f}/s, p99 {core['p99_ms']:.2f} ms, "
+            f"CPU {core['cpu_us_per_delivery']:.0f} us/delivery",
+        ]
+        for name, label in (("labeler", "SQLite"), ("redis", "Redis")):
+            if name in journal:
+                j = journal[name]
+                per_round = ", ".join(f"{x:.2f}" for x in j["throughput_per_round"])
+                extra = ""
+                if "summary" in j:
+                    t = j["summary"]
+                    extra = f"; {t['per_second']:.0f}/s, p99 {t['p99_ms']:.2f} ms"
+                rows.append(
+                    f"  {label + '/core':<12} throughput {j['throughput']:.2f}x (per round "
+                    f"{per_round}; median {j['throughput_paired']:.2f}x)  p99 {j['p99']:.2f}x  "
+                    f"CPU per ack {j['cpu_per_ack']:.2f}x{extra}"
+                )
     rows += [
         "",
         f"handlers: the fake recorded {labels['recorded']} labels for {labels['acknowledged']} "
@@ -595,6 +671,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "its acknowledgement path alone (default: on)",
     )
     parser.add_argument(
+        "--journal",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also load the core without a journal (--core-commit, checked out with git "
+        "worktree) and the labeler on Redis, to give the journal's cost (default: on)",
+    )
+    parser.add_argument(
+        "--core-commit",
+        default=CORE_COMMIT,
+        help=f"the framework before the journal (default {CORE_COMMIT[:7]}, issue 2's last)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="record the labeler (load, then drain) and the fake with py-spy during one extra "
@@ -626,6 +714,49 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def core_checkout(commit: str) -> Path:
+    """The framework at ``commit``, checked out beside the results (git worktree)."""
+    where = RESULTS / "core-src"
+    if where.exists():
+        subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=REPO_ROOT,
+                       capture_output=True, check=False)  # fmt: skip
+        shutil.rmtree(where, ignore_errors=True)
+    subprocess.run(["git", "worktree", "prune"], cwd=REPO_ROOT, capture_output=True, check=False)
+    done = subprocess.run(
+        ["git", "worktree", "add", "--detach", str(where), commit],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot check out {commit} for the core baseline: {done.stderr}")
+    return where
+
+
+def start_redis(servers: Servers, cpu: int | None) -> tuple[Server, str]:
+    """A redis-server persisting every write (appendonly, fsync every second)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: apt-get install -y redis-server")
+    port = free_port()
+    data = RESULTS / "redis"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir()
+    server = servers.start(
+        "redis",
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", "",
+         "--appendonly", "yes", "--appendfsync", "everysec"],
+        {}, port, cpu,
+    )  # fmt: skip
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                return server, f"redis://127.0.0.1:{port}/0"
+        if time.monotonic() > deadline or server.process.poll() is not None:
+            raise RuntimeError(f"redis-server did not start:\n{server.log_tail()}")
+        time.sleep(0.05)
 
 
 def code_version() -> dict[str, Any]:
@@ -691,25 +822,61 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fake_port,
                 load_cpu,
             )
+            bot_env = {
+                "APP_ID": str(APP_ID),
+                "PRIVATE_KEY": private_pem,
+                "WEBHOOK_SECRET": secret,
+                "GITHUB_API_URL": fake.url,
+                "HOST": "127.0.0.1",
+                "LOG_LEVEL": "warning",
+            }
+            journal_path = RESULTS / "journal.sqlite3"
+            for leftover in RESULTS.glob("journal.sqlite3*"):
+                leftover.unlink()
+            sqlite_env = {"JOURNAL_PATH": str(journal_path)}
             labeler = servers.start(
                 "labeler",
                 [python, "-m", "framework", "run", "sample_bots/labeler.py"],
-                {
-                    "APP_ID": str(APP_ID),
-                    "PRIVATE_KEY": private_pem,
-                    "WEBHOOK_SECRET": secret,
-                    "GITHUB_API_URL": fake.url,
-                    "HOST": "127.0.0.1",
-                    "PORT": str(bot_port),
-                    "LOG_LEVEL": "warning",
-                    # A 10 s round at full speed acknowledges ~1 GiB of payloads faster than the
-                    # handlers can finish them; past BACKLOG_MAX_BYTES (default 1 GiB) the bot
-                    # answers 503 by design. This bench measures acknowledgement, not that bound.
-                    "BACKLOG_MAX_BYTES": str(4 * 1024**3),
-                },
+                {**bot_env, **sqlite_env, "PORT": str(bot_port)},
                 bot_port,
                 server_cpu,
             )
+            extra: list[Target] = []
+            if args.journal:
+                core_src, core_port = core_checkout(args.core_commit), free_port()
+                core = servers.start(
+                    "core",
+                    [python, "-m", "framework", "run", "sample_bots/labeler.py"],
+                    {
+                        **bot_env,
+                        "PORT": str(core_port),
+                        "PYTHONPATH": str(core_src),
+                        # A 10 s round at full speed acknowledges ~1 GiB of payloads faster
+                        # than its handlers finish them; the core kept them in memory, up to
+                        # BACKLOG_MAX_BYTES (1 GiB by default, then 503).
+                        "BACKLOG_MAX_BYTES": str(4 * 1024**3),
+                    },
+                    core_port,
+                    server_cpu,
+                    cwd=core_src,
+                )
+                # Beside the fake GitHub, as if on another machine, as Redis would be.
+                _, redis_url = start_redis(servers, load_cpu)
+                redis_env = {"REDIS_URL": redis_url, "REDIS_PREFIX": "bench"}
+                redis_port = free_port()
+                on_redis = servers.start(
+                    "redis-labeler",
+                    [python, "-m", "framework", "run", "sample_bots/labeler.py"],
+                    {**bot_env, **redis_env, "PORT": str(redis_port)},
+                    redis_port,
+                    server_cpu,
+                )
+                wait_until_up(core, "/healthz", {200})
+                wait_until_up(on_redis, "/healthz", {200})
+                extra = [
+                    Target("core", core, drains=True),
+                    Target("redis", on_redis, drains=True, journal_env=redis_env),
+                ]
             floor = servers.start(
                 "floor",
                 [python, str(BENCH / "floor.py")],
@@ -723,7 +890,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             targets = [Target("floor", floor)]
             if args.unhandled:
                 targets.append(Target("unhandled", labeler, event=UNHANDLED_EVENT))
-            handled = Target("labeler", labeler, drains=True)
+            handled = Target("labeler", labeler, drains=True, journal_env=sqlite_env)
+            targets += extra
             targets.append(handled)  # last: its handlers drain before the next floor run
             pinning = (
                 f"servers on CPU {server_cpu}, wrk and fake on CPU {load_cpu}"
@@ -754,8 +922,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     results.append(result)
                     print(progress_line(result), flush=True)
             final = fake_stats(fake)
-            peaks = {s.name: peak_rss_mb(s.process.pid) for s in (labeler, floor, fake)}
-            for server in (fake, labeler, floor):
+            peaks = {s.name: peak_rss_mb(s.process.pid) for s in servers.started}
+            for server in servers.started:
                 if server.process.poll() is not None:
                     raise RuntimeError(f"{server.name} died during the run:\n{server.log_tail()}")
         except KeyboardInterrupt:
@@ -769,6 +937,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     summary = summarize_all(results, final, acknowledged)
     summary["peak_rss_mb"] = peaks
+    summary["core_commit"] = args.core_commit if args.journal else None
     print()
     print(render(summary))
     if args.profile:

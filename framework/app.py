@@ -83,6 +83,8 @@ class App(TypedOn):
         self._redis: Any = None  # the token cache's connection, with REDIS_URL
         self.draining = False
         """True once the bot stops taking work (``/readyz`` answers 503)."""
+        self.records_deliveries = True
+        """False in a handler process: it only claims deliveries and records their outcome."""
 
     # Registering handlers -------------------------------------------------------------
 
@@ -240,8 +242,13 @@ class App(TypedOn):
         if s.redis_url is None:
             from framework.journal.sqlite import SQLiteJournal
 
+            # What must survive a power cut is that a delivery was accepted: the receiver's
+            # commits are synced (JOURNAL_SYNC). A handler process only records claims and
+            # outcomes; losing the last of those to a power cut means running a delivery
+            # again, which at-least-once allows, so its commits skip the sync.
+            sync = s.journal_sync if self.records_deliveries else "normal"
             return await SQLiteJournal.open(
-                s.journal_path, sync=s.journal_sync, max_bytes=s.journal_max_bytes
+                s.journal_path, sync=sync, max_bytes=s.journal_max_bytes
             )
         import redis.asyncio as aioredis
 

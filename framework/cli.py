@@ -98,6 +98,7 @@ def handle(args: argparse.Namespace) -> int:
     app = load_app(args.bot)
     app.configure(settings)
     app.runner.consumer = args.consumer
+    app.records_deliveries = False
     run_handler_process(app, args.fd)
     return 0
 

@@ -171,6 +171,7 @@ class Runner:
         self._tasks: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
         self._starting = 0  # deliveries whose handlers are running
+        self._claim_batch = max(1, concurrency // 4)
         self._journal_errors = 0
         self.stopping = False
         self.on_finished: Callable[[Delivery], None] | None = None
@@ -204,7 +205,9 @@ class Runner:
     async def _claim_loop(self, journal: Journal) -> None:
         while not self.stopping:
             free = self.concurrency - len(self._running)
-            if free <= 0:
+            # Claim in batches: one claim per finished handler would be one write to the
+            # journal per delivery more, competing with the receiver's.
+            if free <= 0 or (free < self._claim_batch and self._running and not self._finishing):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue

@@ -84,6 +84,11 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+def _settle_all(settled: list[tuple[Any, ...]]) -> None:
+    for future, result, error in settled:
+        _settle(future, result, error)
+
+
 def explain(path: Path, error: sqlite3.Error) -> JournalUnavailable:
     """A clear error for what SQLite reported, naming the file and what to do."""
     text = str(error)
@@ -182,8 +187,12 @@ class SQLiteJournal(ClaimFinisher):
                 if conn is not None and "not a database" in str(exc).lower():
                     conn.close()
                     conn = None
+            # One wake-up of each waiting loop for the whole batch, not one per operation.
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, ...]]] = {}
             for item, (result, failure) in zip(batch, outcomes, strict=True):
-                item.loop.call_soon_threadsafe(_settle, item.future, result, failure)
+                by_loop.setdefault(item.loop, []).append((item.future, result, failure))
+            for loop, settled in by_loop.items():
+                loop.call_soon_threadsafe(_settle_all, settled)
             if stop:
                 break
         if conn is not None:
@@ -192,31 +201,36 @@ class SQLiteJournal(ClaimFinisher):
     def _transaction(
         self, conn: sqlite3.Connection, batch: list[_Op]
     ) -> list[tuple[Any, BaseException | None]]:
-        """Run a batch in one transaction; each operation in a savepoint of its own, so one
-        that fails (a record past the size cap, a bug) takes nothing else down with it."""
-        conn.execute("BEGIN IMMEDIATE")
-        outcomes: list[tuple[Any, BaseException | None]] = []
+        """Run a batch in one transaction. If an operation fails (a record past the size cap,
+        a bug), the batch is rolled back and each operation runs in a transaction of its own,
+        so the one that failed takes nothing else down with it."""
         try:
-            for item in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    outcomes.append((item.work(conn), None))
-                except sqlite3.Error as exc:
-                    if not conn.in_transaction:  # SQLite rolled back by itself (SQLITE_FULL)
-                        raise
-                    conn.execute("ROLLBACK TO op")
-                    outcomes.append((None, explain(self.path, exc)))
-                except Exception as exc:  # a bug in an operation: hand it to its caller
-                    conn.execute("ROLLBACK TO op")
-                    outcomes.append((None, exc))
-                conn.execute("RELEASE op")
+            outcomes = self._run(conn, batch)
+        except sqlite3.Error as exc:
+            if len(batch) == 1:
+                return [(None, explain(self.path, exc))]
+        except Exception as exc:  # a bug in an operation: hand it to its caller
+            if len(batch) == 1:
+                return [(None, exc)]
+        else:
+            return outcomes
+        return [self._transaction(conn, [item])[0] for item in batch]
+
+    def _run(
+        self, conn: sqlite3.Connection, batch: list[_Op]
+    ) -> list[tuple[Any, BaseException | None]]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results: list[tuple[Any, BaseException | None]] = [
+                (item.work(conn), None) for item in batch
+            ]
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
+            if conn.in_transaction:  # SQLite rolls back by itself on some errors (SQLITE_FULL)
                 conn.execute("ROLLBACK")
             raise
         self.transactions += 1
-        return outcomes
+        return results
 
     async def _call(self, work: _Work) -> Any:
         if self._thread is None or not self._thread.is_alive():
