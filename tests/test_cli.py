@@ -137,8 +137,7 @@ def test_run_serves_and_drains_on_sigterm(tmp_path: Path, fake: FakeGitHub, fake
     finally:
         if bot.poll() is None:
             bot.kill()
-    # uvicorn re-raises the signal once it has shut down cleanly, so the exit says "SIGTERM".
-    assert bot.returncode in (0, -signal.SIGTERM), output
+    assert bot.returncode == 0, output  # a clean drain is a clean exit
     assert "Application shutdown complete" in output
     assert fake.issue_labels(REPO, 21) == ["needs-response"]
 
