@@ -475,53 +475,52 @@ def paired_ratios(
     ]
 
 
+def ratios(
+    results: list[LoadResult],
+    name: str,
+    target: dict[str, Any],
+    baseline_name: str,
+    baseline: dict[str, Any],
+) -> dict[str, Any]:
+    """One target's summary against a baseline's: throughput (overall and paired per round),
+    latencies and CPU per acknowledgement."""
+    per_round = paired_ratios(results, name, baseline_name)
+    return {
+        "throughput": target["per_second"] / baseline["per_second"],
+        "throughput_paired": median(per_round),
+        "throughput_per_round": per_round,
+        "p50": target["p50_ms"] / baseline["p50_ms"],
+        "p99": target["p99_ms"] / baseline["p99_ms"],
+        "cpu_per_ack": target["cpu_us_per_delivery"] / baseline["cpu_us_per_delivery"],
+    }
+
+
 def summarize_all(
     results: list[LoadResult], fake: dict[str, Any], acknowledged: int
 ) -> dict[str, Any]:
     """Every target, the ratios to the floor, and what the fake recorded."""
     floor, labeler = summarize(results, "floor"), summarize(results, "labeler")
-    paired = paired_ratios(results)
     unhandled: dict[str, Any] | None = None
     if any(r.target == "unhandled" for r in results):
         unhandled = summarize(results, "unhandled")
-        unhandled_paired = paired_ratios(results, "unhandled")
-        unhandled["ratios"] = {
-            "throughput": unhandled["per_second"] / floor["per_second"],
-            "throughput_paired": median(unhandled_paired),
-            "throughput_per_round": unhandled_paired,
-            "p50": unhandled["p50_ms"] / floor["p50_ms"],
-            "p99": unhandled["p99_ms"] / floor["p99_ms"],
-            "cpu_per_ack": unhandled["cpu_us_per_delivery"] / floor["cpu_us_per_delivery"],
-        }
+        unhandled["ratios"] = ratios(results, "unhandled", unhandled, "floor", floor)
     journal: dict[str, Any] = {}
     if any(r.target == "core" for r in results):
         core = summarize(results, "core")
         journal["core"] = core
         for name in ("labeler", "redis"):
-            if not any(r.target == name for r in results):
-                continue
-            mine = summarize(results, name) if name != "labeler" else labeler
-            per_round = paired_ratios(results, name, "core")
-            journal[name] = {
-                **({"summary": mine} if name != "labeler" else {}),
-                "throughput": mine["per_second"] / core["per_second"],
-                "throughput_paired": median(per_round),
-                "throughput_per_round": per_round,
-                "p99": mine["p99_ms"] / core["p99_ms"],
-                "cpu_per_ack": mine["cpu_us_per_delivery"] / core["cpu_us_per_delivery"],
-            }
+            if any(r.target == name for r in results):
+                mine = summarize(results, name) if name != "labeler" else labeler
+                journal[name] = ratios(results, name, mine, "core", core)
+                if name != "labeler":
+                    journal[name]["summary"] = mine
     return {
         "floor": floor,
         "labeler": labeler,
         "unhandled": unhandled,
         "journal": journal,
         "ratios": {
-            "throughput": labeler["per_second"] / floor["per_second"],
-            "throughput_paired": median(paired),
-            "throughput_per_round": paired,
-            "p50": labeler["p50_ms"] / floor["p50_ms"],
-            "p99": labeler["p99_ms"] / floor["p99_ms"],
-            "cpu_per_ack": labeler["cpu_us_per_delivery"] / floor["cpu_us_per_delivery"],
+            **ratios(results, "labeler", labeler, "floor", floor),
             "cpu_end_to_end": labeler["cpu_us_per_label_end_to_end"] / floor["cpu_us_per_delivery"],
         },
         "labels": {
@@ -716,14 +715,22 @@ def sigterm_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+CORE_SRC = RESULTS / "core-src"
+
+
+def remove_core_checkout() -> None:
+    """Remove the baseline's worktree (it would otherwise sit in the tree between runs)."""
+    if CORE_SRC.exists():
+        subprocess.run(["git", "worktree", "remove", "--force", str(CORE_SRC)], cwd=REPO_ROOT,
+                       capture_output=True, check=False)  # fmt: skip
+        shutil.rmtree(CORE_SRC, ignore_errors=True)
+    subprocess.run(["git", "worktree", "prune"], cwd=REPO_ROOT, capture_output=True, check=False)
+
+
 def core_checkout(commit: str) -> Path:
     """The framework at ``commit``, checked out beside the results (git worktree)."""
-    where = RESULTS / "core-src"
-    if where.exists():
-        subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=REPO_ROOT,
-                       capture_output=True, check=False)  # fmt: skip
-        shutil.rmtree(where, ignore_errors=True)
-    subprocess.run(["git", "worktree", "prune"], cwd=REPO_ROOT, capture_output=True, check=False)
+    where = CORE_SRC
+    remove_core_checkout()
     done = subprocess.run(
         ["git", "worktree", "add", "--detach", str(where), commit],
         cwd=REPO_ROOT, capture_output=True, text=True, check=False,
@@ -934,6 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         finally:
             servers.stop_all()
+            remove_core_checkout()
 
     summary = summarize_all(results, final, acknowledged)
     summary["peak_rss_mb"] = peaks

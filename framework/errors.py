@@ -20,6 +20,10 @@ class WebhookError(FrameworkError):
 
     status = 400
 
+    def public(self) -> str:
+        """What the sender is told (the log has the full message)."""
+        return str(self)
+
 
 class SignatureMismatch(WebhookError):
     """The delivery's signature is missing or does not match any configured secret."""

@@ -80,7 +80,7 @@ class HandlerProcesses:
         target: str,
         count: int,
         *,
-        release: Callable[[str], Awaitable[object]],
+        release: Callable[[str], Awaitable[list[str]]],
         nice: int = 10,
         command: list[str] | None = None,
     ) -> None:
@@ -170,11 +170,10 @@ class HandlerProcesses:
 
     async def _give_back(self, child: _Child) -> list[str]:
         try:
-            released = await self._release(child.consumer)
+            return await self._release(child.consumer)
         except Exception as exc:  # the journal is down: the leases expire instead
             logger.error("could not give handler process %d's work back: %s", child.index, exc)
             return []
-        return list(released) if isinstance(released, list) else []
 
     async def stop(self, grace: float) -> list[str]:
         """Let the processes finish running handlers within ``grace`` seconds; stop them.

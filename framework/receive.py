@@ -134,7 +134,7 @@ class WebhookReceiver:
             outcome = await self._accept(delivery)
         except WebhookError as exc:
             self._refusals.refused(exc, headers.get("x-github-delivery"))
-            await _respond(send, exc.status, _json_body({"error": str(exc)}))
+            await _respond(send, exc.status, _json_body({"error": exc.public()}))
             return
         finally:
             self._load.leave()

@@ -174,8 +174,6 @@ class Runner:
         self._claim_batch = max(1, concurrency // 4)
         self._journal_errors = 0
         self.stopping = False
-        self.on_finished: Callable[[Delivery], None] | None = None
-        """Called after each delivery's outcome is recorded (tests and tools use it)."""
 
     @property
     def running(self) -> int:
@@ -266,8 +264,6 @@ class Runner:
             self._slot_free.set()
             if self._finishing:
                 self._wakeup.set()  # look for more, or notice that all is done
-            if self.on_finished is not None:
-                self.on_finished(delivery)
 
     async def _record_outcome(
         self, journal: Journal, delivery: Delivery, errors: list[BaseException], final: bool

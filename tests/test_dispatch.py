@@ -328,6 +328,7 @@ async def test_a_journal_that_cannot_store_answers_503_and_keeps_what_it_stored(
     assert stored >= 1 and statuses == [202] * stored + [503] * (30 - stored)
     assert refused.status_code == 503
     assert "full" in refused.json()["error"]
+    assert "deliveries.sqlite3" not in refused.text  # GitHub is told what, not where
     assert set(done) == {f"d{n}" for n in range(stored)} and len(done) == stored
 
 

@@ -12,15 +12,15 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from framework import App, Context, Settings
-from framework.journal import Status
+from framework.journal import Journal, Status
 from framework.testing import FakeGitHub, serve_async
 from tests.support import (
     INSTALLATION,
@@ -34,6 +34,7 @@ from tests.support import (
 )
 from tests.test_handler_process import handler_pids, labelled
 
+T = TypeVar("T")
 SLOW_BOT = str(ROOT / "tests" / "bots" / "slow_labeler.py")
 HOOK = "/api/github/webhooks"
 
@@ -144,28 +145,32 @@ def test_the_same_delivery_sent_three_times_runs_once(
     assert runs(fake) == {7: 1}
 
 
-def _running(backend: dict[str, str]) -> int:
-    async def go() -> int:
+def _from_journal(backend: dict[str, str], read: Callable[[Journal], Awaitable[T]]) -> T:
+    """Read the backend's journal from outside the bot, as an operator's command would."""
+
+    async def go() -> T:
         app = new_app(backend)
         try:
-            return len(await (await app.open_journal()).entries(Status.RUNNING))
+            return await read(await app.open_journal())
         finally:
             await app.close()
 
     return asyncio.run(go())
+
+
+def _running(backend: dict[str, str]) -> int:
+    async def read(journal: Journal) -> int:
+        return len(await journal.entries(Status.RUNNING))
+
+    return _from_journal(backend, read)
 
 
 def _status(backend: dict[str, str], delivery_id: str) -> Status | None:
-    async def go() -> Status | None:
-        app = new_app(backend)
-        journal = await app.open_journal()
-        try:
-            entry = await journal.get(delivery_id)
-            return entry.status if entry else None
-        finally:
-            await app.close()
+    async def read(journal: Journal) -> Status | None:
+        entry = await journal.get(delivery_id)
+        return entry.status if entry else None
 
-    return asyncio.run(go())
+    return _from_journal(backend, read)
 
 
 async def test_a_handler_failing_twice_then_succeeding_runs_three_times_and_is_done(

@@ -30,7 +30,16 @@ class JournalUnavailable(Unavailable):
     """The journal cannot store or read deliveries (corrupt, locked, disk full, unreachable).
 
     Answered to GitHub as 503: a delivery that was not stored must not be acknowledged.
+    GitHub is told what is wrong (``public``), not where: the message itself, which names the
+    file or the Redis server, goes to the log only.
     """
+
+    def __init__(self, message: str, public: str = "the delivery journal is unusable") -> None:
+        super().__init__(message)
+        self._public = public
+
+    def public(self) -> str:
+        return f"{self._public}: redeliver later"
 
 
 class Status(enum.StrEnum):

@@ -237,7 +237,8 @@ class RedisJournal(ClaimFinisher):
         except RedisError as exc:
             raise JournalUnavailable(
                 f"the delivery journal at {self._where} is unusable: {type(exc).__name__}: "
-                f"{redact(str(exc))}"
+                f"{redact(str(exc))}",
+                "the delivery journal (Redis) is unreachable",
             ) from None
 
     def _hash(self, delivery_id: str) -> str:

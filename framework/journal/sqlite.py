@@ -103,7 +103,10 @@ def explain(path: Path, error: sqlite3.Error) -> JournalUnavailable:
         hint = "it cannot be opened for writing; check the path and its permissions"
     else:
         hint = "see the SQLite error"
-    return JournalUnavailable(f"the delivery journal {path} is unusable: {hint} ({text})")
+    return JournalUnavailable(
+        f"the delivery journal {path} is unusable: {hint} ({text})",
+        f"the delivery journal is unusable: {hint.split(';')[0]}",
+    )
 
 
 class SQLiteJournal(ClaimFinisher):
