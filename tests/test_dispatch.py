@@ -321,13 +321,15 @@ async def test_a_journal_that_cannot_store_answers_503_and_keeps_what_it_stored(
         statuses = [
             (await deliver(url, "issues", issue_opened(n), f"d{n}")).status_code for n in range(30)
         ]
-        refused = await deliver(url, "issues", issue_opened(9), "d9")
+        refused = await deliver(url, "issues", issue_opened(30), "d30")
+        again = await deliver(url, "issues", issue_opened(0), "d0")  # stored: no room needed
         release.set()
         await app.wait_idle()
     stored = statuses.count(202)
     assert stored >= 1 and statuses == [202] * stored + [503] * (30 - stored)
     assert refused.status_code == 503
     assert "full" in refused.json()["error"]
+    assert again.status_code == 200 and again.json()["duplicate"] is True
     assert "deliveries.sqlite3" not in refused.text  # GitHub is told what, not where
     assert set(done) == {f"d{n}" for n in range(stored)} and len(done) == stored
 

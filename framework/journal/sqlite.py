@@ -1,6 +1,8 @@
 """The journal in an SQLite file: the default, so a single bot needs no server.
 
-One thread owns the connection; the event loop hands it operations and awaits their results,
+Rows hold each delivery's state, headers and attempts; its body is appended to a file beside
+the database (:mod:`framework.journal.bodies`, written once rather than twice). One thread owns
+the connection; the event loop hands it operations and awaits their results,
 so no query ever blocks the loop. Deliveries recorded at about the same moment are written
 in one transaction (group commit): durable before their 202s, at the cost of one sync for
 the lot rather than one each. WAL mode lets the receiver and the handler processes use the
@@ -14,8 +16,10 @@ True
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -27,6 +31,9 @@ from typing import Any, Literal
 
 from framework.delivery import Delivery
 from framework.journal import Attempt, ClaimFinisher, Entry, JournalUnavailable, Status
+from framework.journal.bodies import BodyLog, BodyLost
+
+logger = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -35,7 +42,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     action TEXT,
     installation_id INTEGER,
     headers TEXT NOT NULL,
-    body BLOB NOT NULL,
+    body_file TEXT NOT NULL,
+    body_offset INTEGER NOT NULL,
+    body_length INTEGER NOT NULL,
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     attempts_before INTEGER NOT NULL DEFAULT 0,
@@ -48,6 +57,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, not_before, received_at);
 CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (status, finished_at);
+CREATE INDEX IF NOT EXISTS deliveries_body_file ON deliveries (body_file);
 CREATE TABLE IF NOT EXISTS attempts (
     delivery_id TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
     number INTEGER NOT NULL,
@@ -59,9 +69,11 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 """
 
+SCHEMA_VERSION = 2  # 1: bodies inside the database (before release)
+
 _COLUMNS = (
-    "id, name, action, installation_id, headers, body, status, attempts, received_at, "
-    "not_before, finished_at, last_error"
+    "id, name, action, installation_id, headers, body_file, body_offset, body_length, status,"
+    " attempts, received_at, not_before, finished_at, last_error"
 )
 
 Sync = Literal["full", "normal"]
@@ -89,20 +101,31 @@ def _settle_all(settled: list[tuple[Any, ...]]) -> None:
         _settle(future, result, error)
 
 
-def explain(path: Path, error: sqlite3.Error) -> JournalUnavailable:
-    """A clear error for what SQLite reported, naming the file and what to do."""
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def explain(path: Path, error: sqlite3.Error | OSError) -> JournalUnavailable:
+    """A clear error for what SQLite (or writing a body file) reported, naming the file and
+    what to do."""
     text = str(error)
     lowered = text.lower()
+    code = error.errno if isinstance(error, OSError) else None
     if "locked" in lowered or "busy" in lowered:
         hint = "another process holds a lock on it; is a second bot using the same file?"
-    elif "full" in lowered:
+    elif "full" in lowered or code in _FULL:
         hint = "the disk is full (or the journal at its size limit); purge old deliveries"
     elif "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
         hint = "it is not a valid SQLite database (corrupt?); move it aside to start afresh"
-    elif "unable to open" in lowered or "readonly" in lowered or "permission" in lowered:
+    elif (
+        "unable to open" in lowered
+        or "readonly" in lowered
+        or "permission" in lowered
+        or code in _DENIED
+    ):
         hint = "it cannot be opened for writing; check the path and its permissions"
     else:
-        hint = "see the SQLite error"
+        hint = "see the error"
     return JournalUnavailable(
         f"the delivery journal {path} is unusable: {hint} ({text})",
         f"the delivery journal is unusable: {hint.split(';')[0]}",
@@ -125,7 +148,9 @@ class SQLiteJournal(ClaimFinisher):
         self.sync = sync
         self.busy_timeout = busy_timeout
         self.max_bytes = max_bytes
-        self._record_pages: int | None = None
+        self._record_bytes: int | None = None
+        self.bodies = BodyLog(self.path.with_name(self.path.name + "-bodies"), sync=sync == "full")
+        """Where the deliveries' bodies are (``PATH-bodies/``)."""
         self._clock = clock
         self._lock_handle: Any = None
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
@@ -161,8 +186,9 @@ class SQLiteJournal(ClaimFinisher):
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             max_pages = max(10, self.max_bytes // page_size)
             conn.execute(f"PRAGMA max_page_count = {max_pages}")
-            # New deliveries stop at 90%: the rest is for claiming and finishing those stored.
-            self._record_pages = int(max_pages * 0.9)
+            # New deliveries stop at 90% (database and bodies together): the rest is for
+            # claiming and finishing those stored.
+            self._record_bytes = int(self.max_bytes * 0.9)
         return conn
 
     def _serve(self) -> None:
@@ -184,7 +210,7 @@ class SQLiteJournal(ClaimFinisher):
                 if conn is None:
                     conn = self._connect()
                 outcomes = self._transaction(conn, batch)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, OSError) as exc:
                 error = explain(self.path, exc)
                 outcomes = [(None, error)] * len(batch)
                 if conn is not None and "not a database" in str(exc).lower():
@@ -200,6 +226,7 @@ class SQLiteJournal(ClaimFinisher):
                 break
         if conn is not None:
             conn.close()
+        self.bodies.close()
 
     def _transaction(
         self, conn: sqlite3.Connection, batch: list[_Op]
@@ -209,7 +236,7 @@ class SQLiteJournal(ClaimFinisher):
         so the one that failed takes nothing else down with it."""
         try:
             outcomes = self._run(conn, batch)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             if len(batch) == 1:
                 return [(None, explain(self.path, exc))]
         except Exception as exc:  # a bug in an operation: hand it to its caller
@@ -227,8 +254,10 @@ class SQLiteJournal(ClaimFinisher):
             results: list[tuple[Any, BaseException | None]] = [
                 (item.work(conn), None) for item in batch
             ]
+            self.bodies.flush()  # on disk before any row that points at them
             conn.execute("COMMIT")
         except BaseException:
+            self.bodies.discard()
             if conn.in_transaction:  # SQLite rolls back by itself on some errors (SQLITE_FULL)
                 conn.execute("ROLLBACK")
             raise
@@ -243,48 +272,60 @@ class SQLiteJournal(ClaimFinisher):
         self._ops.put(_Op(work, future, loop))
         return await future
 
-    @staticmethod
-    def _create_schema(conn: sqlite3.Connection) -> None:
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+        if version != SCHEMA_VERSION and tables.fetchone()[0]:
+            raise JournalUnavailable(
+                f"the delivery journal {self.path} has another layout (version {version}, "
+                f"this framework writes {SCHEMA_VERSION}); move it aside to start afresh"
+            )
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # The journal's operations ------------------------------------------------------------
 
     async def record(self, delivery: Delivery) -> bool:
         """Store a delivery; True if it is new (or failed before and is redelivered)."""
-        row = (
-            delivery.id,
-            delivery.name,
-            delivery.action,
-            delivery.installation_id,
-            json.dumps(dict(delivery.headers)),
-            delivery.body,
-            delivery.received_at,
-        )
+        body = delivery.body
+        headers = json.dumps(dict(delivery.headers))
 
         def work(conn: sqlite3.Connection) -> bool:
-            limit = self._record_pages
-            if limit is not None and self._pages_after(conn, len(row[5])) >= limit:
+            known = conn.execute(
+                "SELECT status FROM deliveries WHERE id = ?", (delivery.id,)
+            ).fetchone()
+            if known is not None:  # the same id again: run it again only if it had failed
+                return self._redelivered(conn, delivery.id) if known[0] == "failed" else False
+            limit = self._record_bytes
+            if limit is not None and self._bytes_after(conn, len(body)) >= limit:
                 raise sqlite3.OperationalError("database or disk is full")
-            cursor = conn.execute(
-                "INSERT INTO deliveries (id, name, action, installation_id, headers, body,"
-                " status, received_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)"
-                " ON CONFLICT (id) DO UPDATE SET status = 'pending', not_before = 0,"
-                " consumer = NULL, lease_until = NULL, finished_at = NULL,"
-                " attempts_before = deliveries.attempts"
-                " WHERE deliveries.status = 'failed'",
-                row,
-            )
-            return cursor.rowcount == 1
+            body_file, offset = self.bodies.append(body)
+            conn.execute(
+                "INSERT INTO deliveries (id, name, action, installation_id, headers, body_file,"
+                " body_offset, body_length, status, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                (delivery.id, delivery.name, delivery.action, delivery.installation_id,
+                 headers, body_file, offset, len(body), delivery.received_at),
+            )  # fmt: skip
+            return True
 
         return bool(await self._call(work))
 
     @staticmethod
-    def _pages_after(conn: sqlite3.Connection, size: int) -> int:
+    def _redelivered(conn: sqlite3.Connection, delivery_id: str) -> bool:
+        conn.execute(
+            "UPDATE deliveries SET status = 'pending', not_before = 0, consumer = NULL,"
+            " lease_until = NULL, finished_at = NULL, attempts_before = attempts WHERE id = ?",
+            (delivery_id,),
+        )
+        return True
+
+    def _bytes_after(self, conn: sqlite3.Connection, size: int) -> int:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        return int(pages + size // page_size + 2)
+        return int((pages + 2) * page_size + self.bodies.size() + size)
 
     async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
         """Take up to ``limit`` due deliveries, oldest first, for ``lease`` seconds."""
@@ -295,23 +336,50 @@ class SQLiteJournal(ClaimFinisher):
                 "UPDATE deliveries SET status = 'running', consumer = ?, lease_until = ?,"
                 " attempts = attempts + 1 WHERE id IN (SELECT id FROM deliveries"
                 " WHERE status = 'pending' AND not_before <= ? ORDER BY received_at LIMIT ?)"
-                " RETURNING id, name, action, installation_id, headers, body, received_at,"
-                " attempts, attempts - attempts_before",
+                " RETURNING id, name, action, installation_id, headers, body_file, body_offset,"
+                " body_length, received_at, attempts, attempts - attempts_before",
                 (consumer, now + lease, now, limit),
             ).fetchall()
             conn.executemany(
                 "INSERT OR REPLACE INTO attempts (delivery_id, number, consumer, started_at)"
                 " VALUES (?, ?, ?, ?)",
-                [(row[0], row[7], consumer, now) for row in rows],
+                [(row[0], row[9], consumer, now) for row in rows],
             )
-            rows.sort(key=lambda row: row[6])
-            return [
-                Delivery(row[0], row[1], row[5], row[2], row[3], json.loads(row[4]), row[6], row[8])
-                for row in rows
-            ]
+            rows.sort(key=lambda row: row[8])
+            claimed = []
+            for row in rows:
+                try:
+                    body = self.bodies.read(row[5], row[6], row[7])
+                except BodyLost as exc:
+                    self._lost(conn, row[0], consumer, now, str(exc))
+                    continue
+                claimed.append(
+                    Delivery(
+                        row[0], row[1], body, row[2], row[3], json.loads(row[4]), row[8], row[10]
+                    )
+                )
+            return claimed
 
         result: list[Delivery] = await self._call(work)
         return result
+
+    @staticmethod
+    def _lost(
+        conn: sqlite3.Connection, delivery_id: str, consumer: str, now: float, why: str
+    ) -> None:
+        """A delivery whose body cannot be read fails at once: no retry can bring it back."""
+        error = f"the delivery cannot run: {why}"
+        logger.error("delivery %s: %s", delivery_id, error)
+        conn.execute(
+            "UPDATE deliveries SET status = 'failed', consumer = NULL, lease_until = NULL,"
+            " finished_at = ?, last_error = ? WHERE id = ?",
+            (now, error, delivery_id),
+        )
+        conn.execute(
+            "UPDATE attempts SET finished_at = ?, error = ? WHERE delivery_id = ? AND consumer = ?"
+            " AND finished_at IS NULL",
+            (now, error, delivery_id, consumer),
+        )
 
     async def renew(self, consumer: str, delivery_ids: list[str], lease: float) -> None:
         """Extend the leases ``consumer`` holds on these deliveries."""
@@ -429,10 +497,13 @@ class SQLiteJournal(ClaimFinisher):
             ) from None
         self._lock_handle = handle
 
-    @staticmethod
-    def _entry(row: tuple[Any, ...], history: list[Attempt]) -> Entry:
-        (id_, name, action, installation_id, headers, body, status, attempts, received_at,
-         not_before, finished_at, last_error) = row  # fmt: skip
+    def _entry(self, row: tuple[Any, ...], history: list[Attempt]) -> Entry:
+        (id_, name, action, installation_id, headers, body_file, offset, length, status,
+         attempts, received_at, not_before, finished_at, last_error) = row  # fmt: skip
+        try:
+            body = self.bodies.read(body_file, offset, length)
+        except BodyLost as exc:
+            body, last_error = b"", f"{last_error}; {exc}" if last_error else str(exc)
         delivery = Delivery(id_, name, body, action, installation_id, json.loads(headers),
                             received_at)  # fmt: skip
         return Entry(delivery, Status(status), attempts, received_at, not_before, finished_at,
@@ -484,7 +555,16 @@ class SQLiteJournal(ClaimFinisher):
             )
             return cursor.rowcount
 
-        return int(await self._call(work))
+        def remove_bodies(conn: sqlite3.Connection) -> None:
+            # After the deletion committed: a failed commit must not leave rows without bodies.
+            referenced = {
+                row[0] for row in conn.execute("SELECT DISTINCT body_file FROM deliveries")
+            }
+            self.bodies.remove_unreferenced(referenced)
+
+        deleted = int(await self._call(work))
+        await self._call(remove_bodies)
+        return deleted
 
     async def close(self) -> None:
         """Finish queued operations and close the file."""
