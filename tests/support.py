@@ -28,7 +28,7 @@ PEM, PUBLIC = generate_app_key("e2e")
 
 def issue_opened(number: int = 1, installation: int | None = INSTALLATION) -> dict[str, Any]:
     """The real issues.opened payload, as an app receives it (with its installation)."""
-    payload = json.loads((PAYLOADS / "issues.opened.json").read_text())
+    payload: dict[str, Any] = json.loads((PAYLOADS / "issues.opened.json").read_text())
     payload["issue"]["number"] = number
     if installation is not None:
         payload["installation"] = {"id": installation, "node_id": "MDIzOkludGVncmF0aW9u"}

@@ -42,7 +42,7 @@ def labelled(fake: FakeGitHub) -> dict[int, list[str]]:
     for call in fake.calls:
         if call.method == "POST" and call.path.endswith("/labels") and call.status == 200:
             number = int(call.path.split("/")[-2])
-            found.setdefault(number, []).extend(call.json["labels"])  # type: ignore[index]
+            found.setdefault(number, []).extend(call.json["labels"])
     return found
 
 

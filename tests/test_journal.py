@@ -191,6 +191,24 @@ async def test_concurrent_sqlite_records_share_transactions(
     assert sqlite_journal.transactions - before < 200  # group commit: fewer syncs than records
 
 
+async def test_concurrent_redis_records_share_commands(redis_server: RedisServer) -> None:
+    journal = await RedisJournal.open(redis_server.url, prefix="batched")
+    try:
+        await journal.record(delivery(0))  # loads the script
+        before = await evalsha_calls(journal)
+        results = await asyncio.gather(*(journal.record(delivery(n)) for n in range(200)))
+        assert results == [False] + [True] * 199  # d-0 was recorded before
+        assert await evalsha_calls(journal) - before < 20  # one command per batch, not each
+        assert len(await journal.entries(limit=500)) == 200
+    finally:
+        await journal.close()
+
+
+async def evalsha_calls(journal: RedisJournal) -> int:
+    stats = await journal._redis.info("commandstats")
+    return int(stats["cmdstat_evalsha"]["calls"])
+
+
 async def test_the_file_is_in_wal_mode(tmp_path: Path, sqlite_journal: SQLiteJournal) -> None:
     await sqlite_journal.record(delivery(1))
     with sqlite3.connect(tmp_path / "journal.sqlite3") as conn:

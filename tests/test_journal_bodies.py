@@ -118,6 +118,6 @@ async def test_a_journal_of_another_layout_is_refused_with_a_clear_error(tmp_pat
     path = tmp_path / "journal.sqlite3"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE deliveries (id TEXT PRIMARY KEY, body BLOB)")
-    with pytest.raises(JournalUnavailable, match="another layout .* move it aside") as err:
+    with pytest.raises(JournalUnavailable, match=r"another layout .* move it aside") as err:
         await SQLiteJournal.open(path)
     assert str(path) in str(err.value)

@@ -14,6 +14,7 @@ restart of Redis itself.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -29,20 +30,33 @@ from framework.journal import Attempt, ClaimFinisher, Entry, JournalUnavailable,
 T = TypeVar("T")
 GROUP = "handlers"
 
+# Records a batch of deliveries: one command for all that arrived together.
+# KEYS: stream, received, finished, then each delivery's hash
+# ARGV: per delivery, id, name, action, installation id, headers, body, received at
 _RECORD = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status and status ~= 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'name', ARGV[2], 'action', ARGV[3], 'installation_id', ARGV[4],
-           'headers', ARGV[5], 'body', ARGV[6], 'received_at', ARGV[7],
-           'status', 'pending', 'not_before', '0')
-if not status then redis.call('HSET', KEYS[1], 'attempts', '0', 'attempts_before', '0')
-else redis.call('HSET', KEYS[1], 'attempts_before', redis.call('HGET', KEYS[1], 'attempts')) end
-redis.call('HDEL', KEYS[1], 'consumer', 'lease_until', 'finished_at', 'entry')
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
-return 1
+local new = {}
+for i = 4, #KEYS do
+  local key, a = KEYS[i], (i - 4) * 7
+  local id, received_at = ARGV[a + 1], ARGV[a + 7]
+  local status = redis.call('HGET', key, 'status')
+  if status and status ~= 'failed' then
+    new[i - 3] = 0
+  else
+    redis.call('HSET', key, 'name', ARGV[a + 2], 'action', ARGV[a + 3],
+               'installation_id', ARGV[a + 4], 'headers', ARGV[a + 5], 'body', ARGV[a + 6],
+               'received_at', received_at, 'status', 'pending', 'not_before', '0')
+    if not status then redis.call('HSET', key, 'attempts', '0', 'attempts_before', '0')
+    else redis.call('HSET', key, 'attempts_before', redis.call('HGET', key, 'attempts')) end
+    redis.call('HDEL', key, 'consumer', 'lease_until', 'finished_at', 'entry')
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('XADD', KEYS[1], '*', 'id', id)
+    redis.call('ZADD', KEYS[2], received_at, id)
+    new[i - 3] = 1
+  end
+end
+return new
 """
+_RECORD_BATCH = 256
 
 # One script from the stream to the claim: no moment where an entry is read but not claimed
 # (a consumer killed in between would leave it in its pending list, out of everyone's reach).
@@ -172,6 +186,12 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + netloc))
 
 
+def _fail(waiting: list[tuple[Delivery, asyncio.Future[bool]]], error: Exception) -> None:
+    for _, future in waiting:
+        if not future.done():
+            future.set_exception(error)
+
+
 def _text(value: bytes | None) -> str | None:
     return value.decode() if value else None
 
@@ -199,6 +219,8 @@ class RedisJournal(ClaimFinisher):
         self._received = self._prefix + "received"
         self._finished = self._prefix + "finished"
         self._leases = self._prefix + "leases"
+        self._to_record: list[tuple[Delivery, asyncio.Future[bool]]] = []
+        self._recorder: asyncio.Task[None] | None = None
         self._scripts = {
             name: client.register_script(source)
             for name, source in (
@@ -248,18 +270,46 @@ class RedisJournal(ClaimFinisher):
         return f"{self._prefix}a:{delivery_id}"
 
     async def record(self, delivery: Delivery) -> bool:
-        """Store a delivery; True if it is new (or failed before and is redelivered)."""
-        args: list[Any] = [
-            delivery.id,
-            delivery.name,
-            delivery.action or "",
-            "" if delivery.installation_id is None else str(delivery.installation_id),
-            json.dumps(dict(delivery.headers)),
-            delivery.body,
-            repr(delivery.received_at),
-        ]
-        keys = [self._hash(delivery.id), self._stream, self._received, self._finished]
-        return bool(await self._guard(self._scripts["record"](keys=keys, args=args)))
+        """Store a delivery; True if it is new (or failed before and is redelivered).
+
+        Deliveries recorded while a batch is on its way to Redis go together in the next one:
+        one round trip and one command for a burst, as the SQLite journal commits a group.
+        """
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._to_record.append((delivery, future))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_batches())
+        return await future
+
+    async def _record_batches(self) -> None:
+        while self._to_record:
+            batch = self._to_record[:_RECORD_BATCH]
+            del self._to_record[:_RECORD_BATCH]
+            keys = [self._stream, self._received, self._finished]
+            args: list[Any] = []
+            for delivery, _ in batch:
+                keys.append(self._hash(delivery.id))
+                args += (
+                    delivery.id,
+                    delivery.name,
+                    delivery.action or "",
+                    "" if delivery.installation_id is None else str(delivery.installation_id),
+                    json.dumps(dict(delivery.headers)),
+                    delivery.body,
+                    repr(delivery.received_at),
+                )
+            try:
+                new = await self._guard(self._scripts["record"](keys=keys, args=args))
+            except Exception as exc:  # JournalUnavailable, or a bug: each caller hears of it
+                _fail(batch, exc)
+                continue
+            except BaseException:  # cancelled (the loop is closing): no caller waits forever
+                _fail(batch + self._to_record, JournalUnavailable("the journal was closed"))
+                self._to_record.clear()
+                raise
+            for (_, future), added in zip(batch, new, strict=True):
+                if not future.done():
+                    future.set_result(bool(added))
 
     async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
         """Take up to ``limit`` due deliveries, in the order they were recorded."""
