@@ -839,7 +839,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             journal_path = RESULTS / "journal.sqlite3"
             for leftover in RESULTS.glob("journal.sqlite3*"):
-                leftover.unlink()
+                if leftover.is_dir():  # the bodies beside the database
+                    shutil.rmtree(leftover)
+                else:
+                    leftover.unlink()
             sqlite_env = {"JOURNAL_PATH": str(journal_path)}
             labeler = servers.start(
                 "labeler",

@@ -323,6 +323,7 @@ class App(TypedOn):
         self._handler_processes = HandlerProcesses(
             target, count, release=self._release, nice=self.settings.handler_process_nice
         )
+        self._receiver_load().listeners.append(self._handler_processes.load_changed)
 
     async def _release(self, consumer: str) -> list[str]:
         journal = await self.open_journal()

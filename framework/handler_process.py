@@ -8,13 +8,16 @@ acknowledgement; the kernel's scheduler can, and does.
 
 Deliveries do not travel between the processes: the receiver records them in the journal, and
 each handler process claims its work from the journal itself. The socket between them only
-carries wake-ups ("new work is recorded") and the order to stop. If a handler process dies (a
+carries wake-ups ("new work is recorded"), the receiver's load (while it takes a burst, a
+handler process starts only ``HANDLER_CONCURRENCY_UNDER_LOAD`` deliveries' handlers, as the
+in-process runner does) and the order to stop. If a handler process dies (a
 crash, the OOM killer, SIGKILL), the receiver gives what it held back to the journal and
 starts a new one: nothing is lost, and handlers that were running at the moment of death run
 again (at-least-once).
 
 Frames on the socket are a 4-byte length and a pickled tuple:
-parent → child ``("wake",)`` and ``("stop", grace)``; child → parent ``("stopped", [ids])``.
+parent → child ``("wake",)``, ``("load", busy)`` and ``("stop", grace)``;
+child → parent ``("stopped", [ids])``.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ class HandlerProcesses:
         self._command = command or [sys.executable, "-m", "framework", "handle"]
         self._children = [_Child(i) for i in range(count)]
         self._wake_pending = False
+        self._busy = False
         self.stopping = False
         self.restarts = 0
 
@@ -123,6 +127,8 @@ class HandlerProcesses:
             pid = child.process.pid
             os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, 0) + self.nice)
         reader, child.writer = await asyncio.open_unix_connection(sock=ours)
+        if self._busy:
+            child.writer.write(encode_frame(("load", True)))
         child.stopped = asyncio.get_running_loop().create_future()
         child.reader_task = asyncio.create_task(self._read(child, reader))
         logger.info("handler process %d started (pid %d)", child.index, child.process.pid)
@@ -135,7 +141,15 @@ class HandlerProcesses:
 
     def _send_wake(self) -> None:
         self._wake_pending = False
-        frame = encode_frame(("wake",))
+        self._send(encode_frame(("wake",)))
+
+    def load_changed(self, busy: bool) -> None:
+        """The receiver became busy (a burst) or idle: while busy, the handler processes start
+        only ``HANDLER_CONCURRENCY_UNDER_LOAD`` deliveries' handlers, leaving the CPU to it."""
+        self._busy = busy
+        self._send(encode_frame(("load", busy)))
+
+    def _send(self, frame: bytes) -> None:
         for child in self._children:
             if child.writer is not None and not child.writer.is_closing():
                 child.writer.write(frame)
@@ -217,6 +231,8 @@ async def serve_receiver(app: App, sock: socket.socket) -> None:
     while (message := await read_frame(reader)) is not None:
         if message[0] == "wake":
             runner.wake()
+        elif message[0] == "load":
+            runner.load.set_busy(bool(message[1]))
         elif message[0] == "stop":
             unfinished = await runner.stop(float(message[1]))
             break

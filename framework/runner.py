@@ -97,12 +97,16 @@ def describe(errors: list[BaseException]) -> str:
 
 
 class ReceiverLoad:
-    """Whether the receiver is busy: a request is inside it, or left it under 1 ms ago."""
+    """Whether the receiver is busy: a request is inside it, or left it under 1 ms ago.
+
+    ``listeners`` hear each change (``True``: busy); handler processes learn of it that way.
+    """
 
     def __init__(self, quiet_seconds: float = 0.001) -> None:
         self.quiet_seconds = quiet_seconds
         self.idle = asyncio.Event()
         self.idle.set()
+        self.listeners: list[Callable[[bool], None]] = []
         self._inside = 0
         self._last_left = 0.0
         self._check_pending = False
@@ -111,7 +115,17 @@ class ReceiverLoad:
         """A request entered the receiver."""
         self._inside += 1
         if self.idle.is_set():
-            self.idle.clear()
+            self.set_busy(True)
+
+    def set_busy(self, busy: bool) -> None:
+        """Say the receiver is busy (or idle): here, or as told by the receiving process."""
+        if busy == self.idle.is_set():
+            if busy:
+                self.idle.clear()
+            else:
+                self.idle.set()
+            for listener in self.listeners:
+                listener(busy)
 
     def leave(self) -> None:
         """A request left the receiver."""
@@ -133,7 +147,7 @@ class ReceiverLoad:
             self._check_pending = True
             loop.call_later(remaining, self._check)
         else:
-            self.idle.set()
+            self.set_busy(False)
 
 
 class Runner:

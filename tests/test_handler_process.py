@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
-from framework.handler_process import encode_frame, read_frame
+from framework.context import Context
+from framework.delivery import Delivery
+from framework.handler_process import encode_frame, read_frame, serve_receiver
 from framework.testing import FakeGitHub
 from tests.support import ROOT, issue_opened, signed, start_bot
+from tests.test_dispatch import new_app
 
 SLOW_BOT = str(ROOT / "tests" / "bots" / "slow_labeler.py")
 
@@ -134,3 +138,50 @@ async def test_frames_round_trip_and_end_cleanly() -> None:
     assert await read_frame(reader) == message
     assert await read_frame(reader) == ("stop", 2.0)
     assert await read_frame(reader) is None
+
+
+async def test_a_handler_process_starts_few_handlers_while_the_receiver_says_busy() -> None:
+    app = new_app(handler_concurrency=4, handler_concurrency_under_load=1)
+    started: list[str] = []
+    release = asyncio.Event()
+
+    @app.on("issues.opened")
+    async def slow(ctx: Context) -> None:
+        started.append(ctx.delivery_id)
+        await release.wait()
+
+    ours, theirs = socket.socketpair()
+    child = asyncio.create_task(serve_receiver(app, theirs))  # the handler process's side
+    reader, writer = await asyncio.open_unix_connection(sock=ours)
+    journal = await app.open_journal()
+    writer.write(encode_frame(("load", True)))  # the receiver is taking a burst
+    for n in range(4):
+        assert await journal.record(Delivery.from_payload(f"d{n}", "issues", issue_opened(n)))
+    writer.write(encode_frame(("wake",)))
+    await asyncio.sleep(0.3)
+    assert started == ["d0"]
+    writer.write(encode_frame(("load", False)))  # idle again: the rest start
+    for _ in range(100):
+        if len(started) == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(started) == ["d0", "d1", "d2", "d3"]
+    release.set()
+    writer.write(encode_frame(("stop", 5.0)))
+    assert await read_frame(reader) == ("stopped", [])
+    await child
+    writer.close()
+
+
+def test_the_receivers_load_reaches_its_handler_processes() -> None:
+    app = new_app()
+    app.run_handlers_in_processes("bot.py", 1)
+    sent: list[bytes] = []
+    processes = app.handler_processes
+    assert processes is not None
+    processes._send = sent.append  # type: ignore[method-assign]
+    load = app._receiver_load()
+    load.set_busy(True)
+    load.set_busy(True)  # no change: nothing sent
+    load.set_busy(False)
+    assert sent == [encode_frame(("load", True)), encode_frame(("load", False))]
