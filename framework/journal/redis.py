@@ -57,6 +57,7 @@ end
 return new
 """
 _RECORD_BATCH = 256
+_RECORDERS = 2
 
 # One script from the stream to the claim: no moment where an entry is read but not claimed
 # (a consumer killed in between would leave it in its pending list, out of everyone's reach).
@@ -220,7 +221,7 @@ class RedisJournal(ClaimFinisher):
         self._finished = self._prefix + "finished"
         self._leases = self._prefix + "leases"
         self._to_record: list[tuple[Delivery, asyncio.Future[bool]]] = []
-        self._recorder: asyncio.Task[None] | None = None
+        self._recorders: set[asyncio.Task[None]] = set()
         self._scripts = {
             name: client.register_script(source)
             for name, source in (
@@ -277,8 +278,10 @@ class RedisJournal(ClaimFinisher):
         """
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._to_record.append((delivery, future))
-        if self._recorder is None or self._recorder.done():
-            self._recorder = asyncio.create_task(self._record_batches())
+        if len(self._recorders) < _RECORDERS:  # a second batch may go while one is on its way
+            task = asyncio.create_task(self._record_batches())
+            self._recorders.add(task)
+            task.add_done_callback(self._recorders.discard)
         return await future
 
     async def _record_batches(self) -> None:
