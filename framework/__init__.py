@@ -16,12 +16,20 @@ from framework.context import Context
 from framework.delivery import Delivery
 from framework.errors import (
     AuthenticationError,
+    ConfigError,
     ConfigurationError,
+    Forbidden,
     FrameworkError,
     GitHubAPIError,
+    GraphQLError,
     InvalidPayload,
+    NetworkError,
     NoInstallation,
+    NotFound,
+    RateLimited,
+    ServerError,
     SignatureMismatch,
+    ValidationFailed,
 )
 from framework.events import Event, parse_event
 from framework.settings import Settings
@@ -29,16 +37,24 @@ from framework.settings import Settings
 __all__ = [
     "App",
     "AuthenticationError",
+    "ConfigError",
     "ConfigurationError",
     "Context",
     "Delivery",
     "Event",
+    "Forbidden",
     "FrameworkError",
     "GitHubAPIError",
+    "GraphQLError",
     "InvalidPayload",
+    "NetworkError",
     "NoInstallation",
+    "NotFound",
+    "RateLimited",
+    "ServerError",
     "Settings",
     "SignatureMismatch",
+    "ValidationFailed",
     "__version__",
     "parse_event",
 ]

@@ -32,6 +32,7 @@ from starlette.routing import Route
 from framework._version import __version__
 from framework.app_jwt import AppJWT
 from framework.client import AppAuth, GitHubClient, InstallationAuth, new_http_client
+from framework.config import RepositoryConfigs, config_change
 from framework.delivery import Delivery
 from framework.errors import (
     AuthenticationError,
@@ -42,6 +43,7 @@ from framework.errors import (
 from framework.events.typed_on import TypedOn
 from framework.handler_process import HandlerProcesses
 from framework.journal import Journal
+from framework.limits import ClientPolicy, ClientShared
 from framework.private_key import load_private_key
 from framework.receive import Receive, Scope, Send, WebhookReceiver
 from framework.routing import ANY, Handler, Router
@@ -76,6 +78,8 @@ class App(TypedOn):
         self._http: httpx.AsyncClient | None = None
         self._jwt: AppJWT | None = None
         self._tokens = InstallationTokens(self._mint_token)
+        self._client_shared: ClientShared | None = None
+        self._configs: RepositoryConfigs | None = None
         self._receiver: WebhookReceiver | None = None
         self._starlette: Starlette | None = None
         self._journal: Journal | None = None
@@ -115,12 +119,33 @@ class App(TypedOn):
         return self._settings
 
     def configure(self, settings: Settings) -> None:
-        """Use these settings instead of the environment's; call before serving."""
-        if self._starlette is not None:
-            raise RuntimeError("configure() must be called before the app serves requests")
+        """Use these settings instead of the environment's.
+
+        Call it before the app serves, or once it has stopped (its lifespan ended, or
+        :meth:`close` was awaited): a test suite serves one module-level app in test after
+        test, each against its own fake GitHub and journal.
+        """
+        in_use = (
+            self._journal is not None
+            or (self._http is not None and not self._http.is_closed)
+            or (self._runner is not None and self._runner.started)
+        )
+        if in_use:
+            raise RuntimeError("configure() cannot be called while the app serves requests")
         self._settings = settings
+        # Everything built from the old settings, or bound to the event loop that served
+        # with them, is built again on first use.
         self._runner = None
         self._jwt = None
+        self._http = None
+        self._tokens = InstallationTokens(self._mint_token)
+        self._client_shared = None
+        self._configs = None
+        self._load = None
+        self._receiver = None
+        self._starlette = None
+        self._journal_lock = None
+        self.draining = False
 
     @property
     def runner(self) -> Runner:
@@ -169,7 +194,7 @@ class App(TypedOn):
     @property
     def github(self) -> GitHubClient:
         """A client authenticated as the app itself (JWT), for ``/app/...`` endpoints."""
-        return GitHubClient(self.http, AppAuth(self.jwt))
+        return GitHubClient(self.http, AppAuth(self.jwt), shared=self.client_shared)
 
     def installation_client(
         self,
@@ -188,7 +213,37 @@ class App(TypedOn):
         ...  # doctest: +SKIP
         """
         scope = TokenScope.of(repositories, repository_ids, permissions)
-        return GitHubClient(self.http, InstallationAuth(self._tokens, installation_id, scope))
+        return GitHubClient(
+            self.http,
+            InstallationAuth(self._tokens, installation_id, scope),
+            shared=self.client_shared,
+        )
+
+    @property
+    def client_shared(self) -> ClientShared:
+        """What every client of this app shares: retry policy, per-installation rate state
+        and pacing, the ETag cache (``GITHUB_*`` settings)."""
+        if self._client_shared is None:
+            s = self.settings
+            self._client_shared = ClientShared(
+                ClientPolicy(
+                    max_retries=s.github_max_retries,
+                    backoff=s.github_retry_backoff_seconds,
+                    max_rate_limit_wait=s.github_max_rate_limit_wait_seconds,
+                    concurrency=s.github_concurrency_per_installation,
+                    points_per_minute=s.github_points_per_minute,
+                    etag_entries=s.github_etag_cache_entries,
+                )
+            )
+        return self._client_shared
+
+    @property
+    def configs(self) -> RepositoryConfigs:
+        """Repositories' configuration files as ``ctx.config`` reads them, cached in this
+        process for ``CONFIG_CACHE_SECONDS`` (see :mod:`framework.config`)."""
+        if self._configs is None:
+            self._configs = RepositoryConfigs(ttl=self.settings.config_cache_seconds)
+        return self._configs
 
     async def installation_id(
         self, *, repo: str | None = None, org: str | None = None, user: str | None = None
@@ -271,7 +326,11 @@ class App(TypedOn):
         done), and it does not run again. Raises :class:`~framework.errors.Unavailable` (503)
         while stopping, or when the journal cannot store it.
         """
-        if not self.router.match(delivery.name, delivery.action) and not revokes_tokens(delivery):
+        if (
+            not self.router.match(delivery.name, delivery.action)
+            and not revokes_tokens(delivery)
+            and config_change(delivery) is None  # the handlers' process drops cached config
+        ):
             return "ignored"
         if self.draining:
             raise Unavailable("the bot is shutting down: redeliver later")

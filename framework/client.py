@@ -12,16 +12,31 @@ every installation; a client is only the pairing of that pool with a way to auth
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
+import re
 import time
-from collections.abc import AsyncGenerator, Coroutine, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
 from framework.app_jwt import AppJWT
-from framework.errors import GitHubAPIError
+from framework.errors import (
+    Forbidden,
+    GitHubAPIError,
+    GraphQLError,
+    NetworkError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    ValidationFailed,
+)
+from framework.limits import SECONDARY_MINIMUM, ClientShared, RateLimit
 from framework.tokens import FULL_ACCESS, InstallationTokens, TokenScope
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -55,9 +70,10 @@ def new_http_client(base_url: str, api_version: str, user_agent: str) -> httpx.A
     return client
 
 
-def error_from_response(response: httpx.Response) -> GitHubAPIError:
-    """A :class:`GitHubAPIError` describing an error response, from its status and body."""
+def error_from_response(response: httpx.Response, now: float | None = None) -> GitHubAPIError:
+    """The typed :class:`GitHubAPIError` for an error response, from its status and body."""
     message = documentation_url = None
+    errors: list[dict[str, object]] = []
     try:
         body = response.json()
     except ValueError:
@@ -66,14 +82,25 @@ def error_from_response(response: httpx.Response) -> GitHubAPIError:
         message = body.get("message") if isinstance(body.get("message"), str) else None
         doc = body.get("documentation_url")
         documentation_url = doc if isinstance(doc, str) else None
-    return GitHubAPIError(
-        response.request.method,
-        response.request.url.path,
-        response.status_code,
-        message,
-        documentation_url,
-        retry_after(response, secondary=bool(message and "secondary rate limit" in message)),
-    )
+        listed = body.get("errors")
+        if isinstance(listed, list):
+            errors = [e if isinstance(e, dict) else {"message": str(e)} for e in listed]
+    status = response.status_code
+    secondary = bool(message and "secondary rate limit" in message.lower())
+    wait = retry_after(response, now, secondary=secondary)
+    args = (response.request.method, response.request.url.path, status, message, documentation_url)
+    if wait is not None:
+        moment = time.time() if now is None else now
+        return RateLimited(*args, wait, reset_at=moment + wait, secondary=secondary)
+    if status == 404:
+        return NotFound(*args)
+    if status == 403:
+        return Forbidden(*args)
+    if status == 422:
+        return ValidationFailed(*args, errors=errors)
+    if status >= 500:
+        return ServerError(*args)
+    return GitHubAPIError(*args)
 
 
 def retry_after(
@@ -91,7 +118,26 @@ def retry_after(
         reset = response.headers.get("x-ratelimit-reset", "")
         if reset.isdigit():
             return max(0.0, int(reset) - (time.time() if now is None else now))
-    return 60.0 if secondary else None
+    if secondary:
+        return SECONDARY_MINIMUM
+    return 60.0 if response.status_code == 429 else None
+
+
+# Requests that may have reached GitHub are retried only when doing them twice is harmless.
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# POSTs that add to a set (labels, assignees, reviewers) or mint a token: twice is once.
+_IDEMPOTENT_POST = re.compile(
+    r"/(labels|assignees|requested_reviewers|access_tokens|markdown|markdown/raw)$"
+)
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+
+
+def safe_to_repeat(method: str, path: str) -> bool:
+    """Whether sending this request twice has the effect of sending it once."""
+    return method in _IDEMPOTENT_METHODS or (
+        method == "POST" and _IDEMPOTENT_POST.search(path) is not None
+    )
 
 
 class AppAuth(httpx.Auth):
@@ -115,7 +161,7 @@ class InstallationAuth(httpx.Auth):
     def __init__(
         self, tokens: InstallationTokens, installation_id: int, scope: TokenScope = FULL_ACCESS
     ) -> None:
-        self._tokens = tokens
+        self.tokens = tokens
         self.installation_id = installation_id
         self.scope = scope
 
@@ -128,19 +174,24 @@ class InstallationAuth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self._tokens.get(self.installation_id, self.scope)
+        token = await self.tokens.get(self.installation_id, self.scope)
         request.headers["Authorization"] = f"token {token.token}"
         response = yield request
         if response.status_code == 401:
-            token = await self._tokens.replace(self.installation_id, token, self.scope)
+            token = await self.tokens.replace(self.installation_id, token, self.scope)
             request.headers["Authorization"] = f"token {token.token}"
             yield request
 
 
 class GitHubClient:
-    """An authenticated REST client. Errors (status >= 400) raise :class:`GitHubAPIError`.
+    """An authenticated REST client. Errors (status >= 400) raise typed
+    :class:`~framework.errors.GitHubAPIError` subclasses.
 
-    Paths are relative to ``GITHUB_API_URL``; the answer is an ``httpx.Response``.
+    Paths are relative to ``GITHUB_API_URL``; the answer is an ``httpx.Response``. Network
+    errors and 500/502/503/504 are retried with backoff where that is safe
+    (:func:`safe_to_repeat`, or ``idempotent=True``); rate limits are waited out per
+    installation (up to ``GITHUB_MAX_RATE_LIMIT_WAIT_SECONDS``, then :class:`RateLimited`);
+    GET responses are revalidated with their ETag.
     """
 
     def __init__(
@@ -148,9 +199,14 @@ class GitHubClient:
         http: httpx.AsyncClient,
         auth: httpx.Auth,
         loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        shared: ClientShared | None = None,
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self.http = http
         self.auth = auth
+        self.shared = shared or ClientShared()
+        self.log = log or logger
         if loop is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -163,12 +219,139 @@ class GitHubClient:
         """The installation this client acts for; None for the app's own client."""
         return self.auth.installation_id if isinstance(self.auth, InstallationAuth) else None
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send a request; keyword arguments are httpx's (``json``, ``params``, ``headers``)."""
-        response = await self.http.request(method, path, auth=self.auth, **kwargs)
-        if response.status_code >= 400:
-            raise error_from_response(response)
-        return response
+    @property
+    def _key(self) -> str:
+        """Whose limits apply: the installation's, or the app's."""
+        installation = self.installation_id
+        return "app" if installation is None else f"installation:{installation}"
+
+    @property
+    def rate_limit(self) -> RateLimit | None:
+        """The installation's REST budget as of its last response (None before any)."""
+        return self.shared.state(self._key).rate_limit
+
+    def scoped(
+        self,
+        *,
+        repositories: Iterable[str] | None = None,
+        repository_ids: Iterable[int] | None = None,
+        permissions: Mapping[str, str] | None = None,
+    ) -> GitHubClient:
+        """This installation's client with a token narrowed to some repositories (names
+        without the owner, or ids) and permissions; its rate limits are the installation's.
+
+        >>> readonly = ctx.github.scoped(repositories=["hello"], permissions={"issues": "read"})
+        ...  # doctest: +SKIP
+        """
+        if not isinstance(self.auth, InstallationAuth):
+            raise TypeError("only an installation client can be scoped")
+        scope = TokenScope.of(repositories, repository_ids, permissions)
+        auth = InstallationAuth(self.auth.tokens, self.auth.installation_id, scope)
+        return GitHubClient(self.http, auth, self._loop, shared=self.shared, log=self.log)
+
+    async def request(
+        self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send a request; keyword arguments are httpx's (``json``, ``params``, ``headers``).
+
+        ``idempotent=True`` allows retrying a POST the client does not know to be safe to
+        repeat; ``False`` forbids retrying anything that may have reached GitHub.
+        """
+        method = method.upper()
+        policy, state = self.shared.policy, self.shared.state(self._key)
+        repeatable = safe_to_repeat(method, path) if idempotent is None else idempotent
+        cache_key = self._cache_key(method, path, kwargs)
+        points = 1 if method in ("GET", "HEAD", "OPTIONS") else 5
+        failures = 0
+        for _ in range(policy.max_retries + 20):  # bounded: retries and rate-limit waits
+            blocked = state.blocked_for()
+            if blocked > policy.max_rate_limit_wait:  # an earlier answer said: not for a while
+                raise RateLimited(
+                    method, path, 429 if state.blocked_secondary else 403,
+                    "this installation is rate limited (an earlier response said so)", None,
+                    blocked, reset_at=state.blocked_until, secondary=state.blocked_secondary,
+                )  # fmt: skip
+            await state.ready(points)
+            if cache_key is not None:
+                kwargs["headers"] = self._conditional(cache_key, kwargs.get("headers"))
+            try:
+                async with state.slots:
+                    response = await self.http.request(method, path, auth=self.auth, **kwargs)
+            except httpx.TransportError as exc:
+                failures += 1
+                if failures > policy.max_retries or not (repeatable or isinstance(exc, _NOT_SENT)):
+                    raise NetworkError(
+                        f"{method} {path}: GitHub could not be reached ({type(exc).__name__}"
+                        f"{': ' + str(exc) if str(exc) else ''}) after {failures} attempt(s)"
+                    ) from None
+                await self._back_off(method, path, failures, type(exc).__name__)
+                continue
+            state.observe(response)
+            if response.status_code == 304 and cache_key is not None:
+                assert self.shared.etags is not None
+                return self.shared.etags.revalidated(cache_key, response)
+            if response.status_code < 400:
+                if cache_key is not None:
+                    assert self.shared.etags is not None
+                    self.shared.etags.keep(cache_key, response)
+                return response
+            error = error_from_response(response, self.shared.clock())
+            if isinstance(error, RateLimited):
+                wait = error.retry_after or 0.0
+                if error.secondary and response.headers.get("retry-after") is None:
+                    wait = state.secondary_wait()
+                    error = RateLimited(
+                        error.method, error.path, error.status, error.message,
+                        error.documentation_url, wait, reset_at=self.shared.clock() + wait,
+                        secondary=True,
+                    )  # fmt: skip
+                state.block(wait, secondary=error.secondary)
+                if wait > policy.max_rate_limit_wait:
+                    raise error
+                self.log.warning(
+                    "%s %s: %s; waiting %.0f s (this installation only)",
+                    method, path, "secondary rate limit" if error.secondary else "rate limited",
+                    wait,
+                )  # fmt: skip
+                continue
+            if (
+                response.status_code in _RETRYABLE_STATUS
+                and repeatable
+                and failures < policy.max_retries
+            ):
+                failures += 1
+                await self._back_off(method, path, failures, str(response.status_code))
+                continue
+            raise error
+        raise NetworkError(f"{method} {path}: gave up after too many attempts")
+
+    def _cache_key(self, method: str, path: str, kwargs: dict[str, Any]) -> tuple[str, str] | None:
+        if method != "GET" or self.shared.etags is None or self.shared.etags.entries <= 0:
+            return None
+        headers = kwargs.get("headers") or {}
+        if any(k.lower() in ("if-none-match", "if-modified-since") for k in headers):
+            return None  # the caller revalidates for itself
+        url = self.http.build_request("GET", path, params=kwargs.get("params")).url
+        scope = getattr(self.auth, "scope", None)
+        return (f"{self._key}:{scope!r}", str(url))
+
+    def _conditional(self, key: tuple[str, str], headers: Any) -> dict[str, str]:
+        merged = dict(headers or {})
+        assert self.shared.etags is not None
+        etag = self.shared.etags.etag(key)
+        if etag is not None:
+            merged["If-None-Match"] = etag
+        return merged
+
+    async def _back_off(self, method: str, path: str, failures: int, why: str) -> None:
+        policy = self.shared.policy
+        ceiling = min(policy.backoff_max, policy.backoff * 2 ** (failures - 1))
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        self.log.warning(
+            "%s %s failed (%s); retry %d of %d in %.2f s",
+            method, path, why, failures, policy.max_retries, delay,
+        )  # fmt: skip
+        await self.shared.sleep(delay)
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:
         """``GET path``."""
@@ -190,12 +373,89 @@ class GitHubClient:
         """``DELETE path``."""
         return await self.request("DELETE", path, **kwargs)
 
+    async def paginate(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        max_pages: int = 1000,
+    ) -> AsyncIterator[Any]:
+        """Every item of a list endpoint, page after page (``Link: rel="next"``).
+
+        Lists wrapped in an object (search's ``items``, ``repositories``, ``check_runs``...)
+        are unwrapped. ``limit`` stops after that many items; ``max_pages`` bounds the walk.
+
+        >>> async for issue in ctx.github.paginate("/repos/o/r/issues", params={"state": "all"}):
+        ...     print(issue["number"])  # doctest: +SKIP
+        """
+        query: dict[str, Any] | None = {"per_page": 100, **(params or {})}
+        url = path
+        yielded = 0
+        for _ in range(max_pages):
+            response = await self.get(url, params=query)
+            for item in page_items(response.json(), path):
+                yield item
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return
+            if httpx.URL(following).host != self.http.base_url.host:
+                raise NetworkError(f"GET {path}: the next page is on another host; not followed")
+            url, query = following, None  # the link carries the query
+        raise NetworkError(f"GET {path}: more than {max_pages} pages; pass a larger max_pages")
+
+    async def graphql(self, query: str, **variables: Any) -> dict[str, Any]:
+        """Run a GraphQL query (or mutation) as this client; return its ``data``.
+
+        Errors GitHub reports in the answer raise :class:`~framework.errors.GraphQLError`.
+
+        >>> data = await ctx.github.graphql("query($id: ID!) { node(id: $id) { id } }", id=x)
+        ...  # doctest: +SKIP
+        """
+        base = self.http.base_url
+        endpoint = "/api/graphql" if base.path.rstrip("/").endswith("/api/v3") else "/graphql"
+        url = base.copy_with(path=endpoint) if endpoint == "/api/graphql" else endpoint
+        is_query = not query.lstrip().startswith("mutation")
+        response = await self.request(
+            "POST", str(url), json={"query": query, "variables": variables}, idempotent=is_query
+        )
+        body = response.json()
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if errors:
+            raise GraphQLError(_operation(query), list(errors), body.get("data"))
+        data = body.get("data") if isinstance(body, dict) else None
+        return data if isinstance(data, dict) else {}
+
     @property
     def sync(self) -> BlockingClient:
         """The same client for plain (non-async) handlers, which run in a worker thread."""
         if self._loop is None:
             raise RuntimeError("this client was created outside an event loop")
         return BlockingClient(self, self._loop)
+
+
+_LIST_WRAPPERS = {"total_count", "incomplete_results", "repository_selection"}
+
+
+def page_items(body: Any, path: str) -> list[Any]:
+    """The items of one page: the list itself, or the one list an object wraps them in."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        if isinstance(body.get("items"), list):
+            return list(body["items"])
+        lists = [v for k, v in body.items() if k not in _LIST_WRAPPERS and isinstance(v, list)]
+        if len(lists) == 1:
+            return list(lists[0])
+    raise ValueError(f"GET {path} did not answer with a list (or an object wrapping one)")
+
+
+def _operation(query: str) -> str:
+    match = re.match(r"\s*(query|mutation|subscription)\s+(\w+)", query)
+    return match.group(2) if match else "query"
 
 
 class BlockingClient:

@@ -12,8 +12,10 @@ in a handler annotated ``ctx: Context[IssuesOpened]``::
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Generic, cast
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Generic, cast, overload
 
+from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from framework.client import GitHubClient
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from framework.app import App
 
 E = TypeVar("E", bound=Event, default=Event, covariant=True)
+M = TypeVar("M", bound=BaseModel)
 
 
 class Context(Generic[E]):
@@ -90,7 +93,10 @@ class Context(Generic[E]):
                     "is no installation client; use ctx.app.github for app-level calls"
                 )
             client = self.app.installation_client(installation_id)
-            self._github = GitHubClient(client.http, client.auth, loop=self._loop)
+            # Bound to this loop (for .sync) and to the delivery's logger (retries name it).
+            self._github = GitHubClient(
+                client.http, client.auth, self._loop, shared=client.shared, log=self.log
+            )
         return self._github
 
     @property
@@ -145,6 +151,38 @@ class Context(Generic[E]):
         if number is None:
             raise ValueError(f"the {self.delivery.key} event has no pull request")
         return self.repo(pull_number=number, **extra)
+
+    @overload
+    async def config(
+        self, name: str, *, default: None = None, model: None = None
+    ) -> dict[str, Any] | None: ...
+    @overload
+    async def config(
+        self, name: str, *, default: Mapping[str, Any], model: None = None
+    ) -> dict[str, Any]: ...
+    @overload
+    async def config(self, name: str, *, default: None = None, model: type[M]) -> M | None: ...
+    @overload
+    async def config(self, name: str, *, default: Mapping[str, Any], model: type[M]) -> M: ...
+    async def config(
+        self,
+        name: str,
+        *,
+        default: Mapping[str, Any] | None = None,
+        model: type[BaseModel] | None = None,
+    ) -> Any:
+        """The repository's configuration ``.github/<name>``, as Probot's ``context.config``.
+
+        Read from the default branch, else from the owner's ``.github`` repository, following
+        ``_extends``; ``default`` lies under it, and ``model`` validates it. None when there is
+        no file and no default. Cached; see :mod:`framework.config`. Raises
+        :class:`~framework.errors.ConfigError` for a file that cannot be used.
+
+        >>> labeler = await ctx.config("labeler.yml", default={}, model=Labeler)  # doctest: +SKIP
+        """
+        owner, repo = self._owner_repo()
+        configs = self.app.configs
+        return await configs.get(self.github, owner, repo, name, default=default, model=model)
 
     def __repr__(self) -> str:
         return f"<Context {self.delivery.key} delivery={self.delivery.id}>"

@@ -15,6 +15,12 @@ class ConfigurationError(FrameworkError):
     """A setting is missing or invalid; the message names the variable, never its value."""
 
 
+class ConfigError(FrameworkError):
+    """A repository's configuration file (``ctx.config``) cannot be used: invalid YAML, not a
+    mapping, a bad ``_extends``, or values its model refuses. The message names the repository,
+    the file, and the line or the field."""
+
+
 class WebhookError(FrameworkError):
     """A delivery was refused. ``status`` is the HTTP status answered to the sender."""
 
@@ -74,7 +80,9 @@ class GitHubAPIError(FrameworkError):
     """GitHub answered a request with an error status.
 
     The message names the method, the path, the status and GitHub's own ``message`` and
-    ``documentation_url``; it never includes the Authorization header.
+    ``documentation_url``; it never includes the Authorization header. The subclasses say what
+    kind of error it was: :class:`NotFound`, :class:`Forbidden`, :class:`ValidationFailed`,
+    :class:`RateLimited`, :class:`ServerError`; catch this class for any of them.
     """
 
     def __init__(
@@ -96,6 +104,75 @@ class GitHubAPIError(FrameworkError):
         text = f"{method} {path} -> {status}"
         if message:
             text += f": {message}"
+        detail = self._detail()
+        if detail:
+            text += f" ({detail})"
         if documentation_url:
             text += f" (see {documentation_url})"
         super().__init__(text)
+
+    def _detail(self) -> str:
+        return ""
+
+
+class NotFound(GitHubAPIError):
+    """404: no such resource, or the token cannot see it (GitHub hides what it forbids)."""
+
+
+class Forbidden(GitHubAPIError):
+    """403 that is not a rate limit: the token lacks a permission, or the action is blocked."""
+
+
+class ValidationFailed(GitHubAPIError):
+    """422: GitHub refused the request's content. ``errors`` is GitHub's list of what and why
+    (``resource``, ``field``, ``code``, ``message``)."""
+
+    def __init__(self, *args: object, errors: list[dict[str, object]] | None = None) -> None:
+        self.errors = errors or []
+        super().__init__(*args)  # type: ignore[arg-type]
+
+    def _detail(self) -> str:
+        parts = []
+        for error in self.errors[:5]:
+            fields = [str(error[k]) for k in ("resource", "field", "code") if error.get(k)]
+            said = error.get("message")
+            parts.append(" ".join(fields) + (f": {said}" if said else ""))
+        return "; ".join(p for p in parts if p)
+
+
+class RateLimited(GitHubAPIError):
+    """403 or 429 for a rate limit that the client would not wait out (longer than
+    ``GITHUB_MAX_RATE_LIMIT_WAIT_SECONDS``). ``retry_after`` says how long to wait,
+    ``reset_at`` when (epoch seconds); ``secondary`` tells a secondary limit from the hourly one.
+    A handler that lets it propagate is retried by the runner at that time."""
+
+    def __init__(self, *args: object, reset_at: float, secondary: bool) -> None:
+        self.reset_at = reset_at
+        self.secondary = secondary
+        super().__init__(*args)  # type: ignore[arg-type]
+
+    def _detail(self) -> str:
+        kind = "secondary rate limit" if self.secondary else "rate limit"
+        return f"{kind}; try again in {self.retry_after or 0:.0f} s"
+
+
+class ServerError(GitHubAPIError):
+    """5xx: GitHub failed (after the client's retries, where retrying was safe)."""
+
+
+class GraphQLError(FrameworkError):
+    """A GraphQL query answered with ``errors``. ``errors`` is GitHub's list; ``data`` the
+    partial result, if any."""
+
+    def __init__(self, query_name: str, errors: list[dict[str, object]], data: object) -> None:
+        self.errors = errors
+        self.data = data
+        said = "; ".join(str(e.get("message", e)) for e in errors[:5])
+        types = sorted({str(e["type"]) for e in errors if e.get("type")})
+        kind = f" [{', '.join(types)}]" if types else ""
+        super().__init__(f"GraphQL {query_name}: {said}{kind}")
+
+
+class NetworkError(FrameworkError):
+    """GitHub could not be reached (connection refused, reset, timed out), after the client's
+    retries where retrying was safe."""

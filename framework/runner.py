@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from framework.config import config_change
 from framework.context import Context
 from framework.delivery import Delivery
 from framework.errors import GitHubAPIError, Unavailable
@@ -330,6 +331,9 @@ class Runner:
         if delivery.installation_id is not None and revokes_tokens(delivery):
             # Here, where the tokens are cached (the handler process, or this one).
             await self.app.forget_installation(delivery.installation_id)
+        change = config_change(delivery)
+        if change is not None:  # a push changed configuration files: drop what read them
+            self.app.configs.forget(change)
         handlers = self.app.router.match(delivery.name, delivery.action)
         if not handlers:
             return []

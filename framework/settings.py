@@ -62,6 +62,28 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=0, le=65535)
     github_api_url: str = "https://api.github.com"
     github_api_version: str = "2022-11-28"
+    github_max_retries: int = Field(
+        default=3, ge=0, description="Retries of a network error or 5xx, where safe to repeat."
+    )
+    github_retry_backoff_seconds: float = Field(
+        default=0.5, ge=0, description="The first such retry's delay (doubled each time)."
+    )
+    github_max_rate_limit_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Wait out a rate limit this long at most; longer raises RateLimited.",
+    )
+    github_concurrency_per_installation: int = Field(
+        default=20, gt=0, le=100, description="Requests in flight per installation (GitHub: 100)."
+    )
+    github_points_per_minute: float = Field(
+        default=0.0,
+        ge=0,
+        description="Pace each installation under GitHub's secondary limit (900; 0: off).",
+    )
+    github_etag_cache_entries: int = Field(
+        default=512, ge=0, description="GET responses kept for revalidation with their ETag."
+    )
 
     handler_concurrency: int = Field(
         default=32, gt=0, description="How many deliveries' handlers run at once."
@@ -118,6 +140,11 @@ class Settings(BaseSettings):
     )
     retry_backoff_max_seconds: float = Field(
         default=3600.0, ge=0, description="The longest wait between two attempts."
+    )
+    config_cache_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long ctx.config keeps a repository's configuration (0: not kept).",
     )
 
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"

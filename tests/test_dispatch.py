@@ -33,6 +33,19 @@ def new_app(fake_url: str = "http://127.0.0.1:9", **settings: Any) -> App:
     return App(Settings(**values), name="dispatch-bot")
 
 
+def held_handlers(app: App) -> tuple[list[str], asyncio.Event]:
+    """An ``issues.opened`` handler that notes its delivery id, then waits for the event."""
+    started: list[str] = []
+    release = asyncio.Event()
+
+    @app.on("issues.opened")
+    async def held(ctx: Context) -> None:
+        started.append(ctx.delivery_id)
+        await release.wait()
+
+    return started, release
+
+
 async def deliver(url: str, event: str, payload: dict[str, Any], delivery: str) -> httpx.Response:
     body, headers = signed(event, payload, delivery)
     async with httpx.AsyncClient() as client:
@@ -349,14 +362,7 @@ async def test_a_stopping_bot_refuses_new_deliveries_with_503() -> None:
 
 async def test_while_the_receiver_is_busy_only_a_few_handlers_start() -> None:
     app = new_app(handler_concurrency=4, handler_concurrency_under_load=1)
-    started: list[str] = []
-    release = asyncio.Event()
-
-    @app.on("issues.opened")
-    async def slow(ctx: Context) -> None:
-        started.append(ctx.delivery_id)
-        await release.wait()
-
+    started, release = held_handlers(app)
     runner = app.runner
     await runner.start(await app.open_journal())
     runner.load.enter()  # a request is being received

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import socket
 import time
@@ -480,3 +482,68 @@ async def test_serve_async_reports_a_failing_lifespan_startup() -> None:
     with pytest.raises(RuntimeError, match="startup"):
         async with serve_async(Starlette(lifespan=broken)):
             pass
+
+
+# ------------------------------------------------------------------- repository contents
+
+CONFIG = "/repos/octo-org/hello/contents/.github/labeler.yml"
+RAW = {"Accept": "application/vnd.github.raw+json"}
+
+
+def test_a_file_is_served_raw_or_as_base64_json(fake: FakeGitHub, github: httpx.Client) -> None:
+    sha = fake.add_file("octo-org/hello", ".github/labeler.yml", "labels: [bug]\n")
+    auth = token_auth(mint(github))
+
+    raw = github.get(CONFIG, headers=auth | RAW)
+    assert raw.status_code == 200
+    assert raw.text == "labels: [bug]\n"
+    assert not raw.headers["content-type"].startswith("application/json")
+
+    described = github.get(CONFIG, headers=auth)
+    assert described.status_code == 200
+    body = described.json()
+    assert (body["type"], body["path"]) == ("file", ".github/labeler.yml")
+    assert (body["encoding"], body["sha"], body["size"]) == ("base64", sha, 14)
+    assert base64.b64decode(body["content"]) == b"labels: [bug]\n"
+    assert sha == hashlib.sha1(b"blob 14\0labels: [bug]\n").hexdigest()  # git's blob id
+
+
+def test_a_missing_file_or_ref_is_a_github_shaped_404(
+    fake: FakeGitHub, github: httpx.Client
+) -> None:
+    fake.add_file("octo-org/hello", ".github/labeler.yml", "a: 1\n", branch="dev")
+    auth = token_auth(mint(github))
+    assert_github_error(github.get(CONFIG, headers=auth | RAW), 404, "Not Found")
+    assert github.get(CONFIG, params={"ref": "dev"}, headers=auth | RAW).text == "a: 1\n"
+    assert_github_error(
+        github.get(CONFIG, params={"ref": "nope"}, headers=auth), 404, "No commit found"
+    )
+
+
+def test_a_directory_is_listed_as_json_even_when_raw_is_asked(
+    fake: FakeGitHub, github: httpx.Client
+) -> None:
+    fake.add_file("octo-org/hello", ".github/labeler.yml", "a: 1\n")
+    fake.add_file("octo-org/hello", ".github/workflows/ci.yml", "on: push\n")
+    listing = github.get(
+        "/repos/octo-org/hello/contents/.github", headers=token_auth(mint(github)) | RAW
+    )
+    assert listing.headers["content-type"].startswith("application/json")
+    assert [(e["name"], e["type"]) for e in listing.json()] == [
+        ("labeler.yml", "file"),
+        ("workflows", "dir"),
+    ]
+
+
+def test_contents_need_a_token_that_reaches_the_repository_and_may_read_contents(
+    fake: FakeGitHub, github: httpx.Client
+) -> None:
+    fake.add_file("octo-org/.github", ".github/labeler.yml", "a: 1\n")  # not installed
+    fake.add_file("octo-org/hello", ".github/labeler.yml", "a: 1\n")
+    auth = token_auth(mint(github))
+    shared = "/repos/octo-org/.github/contents/.github/labeler.yml"
+    assert_github_error(github.get(shared, headers=auth | RAW), 404, "Not Found")
+    narrowed = token_auth(mint(github, repositories=["world"]))
+    assert_github_error(github.get(CONFIG, headers=narrowed | RAW), 404, "Not Found")
+    issues_only = token_auth(mint(github, permissions={"issues": "write"}))
+    assert_github_error(github.get(CONFIG, headers=issues_only | RAW), 403, "not accessible")

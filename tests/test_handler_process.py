@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from framework.context import Context
 from framework.delivery import Delivery
 from framework.handler_process import encode_frame, read_frame, serve_receiver
 from framework.testing import FakeGitHub
 from tests.support import ROOT, issue_opened, signed, start_bot
-from tests.test_dispatch import new_app
+from tests.test_dispatch import held_handlers, new_app
 
 SLOW_BOT = str(ROOT / "tests" / "bots" / "slow_labeler.py")
 
@@ -142,14 +142,7 @@ async def test_frames_round_trip_and_end_cleanly() -> None:
 
 async def test_a_handler_process_starts_few_handlers_while_the_receiver_says_busy() -> None:
     app = new_app(handler_concurrency=4, handler_concurrency_under_load=1)
-    started: list[str] = []
-    release = asyncio.Event()
-
-    @app.on("issues.opened")
-    async def slow(ctx: Context) -> None:
-        started.append(ctx.delivery_id)
-        await release.wait()
-
+    started, release = held_handlers(app)
     ours, theirs = socket.socketpair()
     child = asyncio.create_task(serve_receiver(app, theirs))  # the handler process's side
     reader, writer = await asyncio.open_unix_connection(sock=ours)
@@ -173,13 +166,13 @@ async def test_a_handler_process_starts_few_handlers_while_the_receiver_says_bus
     writer.close()
 
 
-def test_the_receivers_load_reaches_its_handler_processes() -> None:
+def test_the_receivers_load_reaches_its_handler_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     app = new_app()
     app.run_handlers_in_processes("bot.py", 1)
     sent: list[bytes] = []
     processes = app.handler_processes
     assert processes is not None
-    processes._send = sent.append  # type: ignore[method-assign]
+    monkeypatch.setattr(processes, "_send", sent.append)
     load = app._receiver_load()
     load.set_busy(True)
     load.set_busy(True)  # no change: nothing sent

@@ -243,7 +243,11 @@ async def test_a_handler_that_keeps_failing_is_kept_as_failed_and_on_error_sees_
 async def test_a_rate_limited_handler_waits_as_long_as_github_asks(
     backend: dict[str, str], fake: FakeGitHub, fake_url: str
 ) -> None:
-    app = new_app(backend, fake_url, retry_backoff_seconds=0.01)
+    # The client waits out short limits itself (test_client_limits); told not to wait at all,
+    # it raises RateLimited, and the runner runs the delivery again when GitHub said.
+    app = new_app(
+        backend, fake_url, retry_backoff_seconds=0.01, github_max_rate_limit_wait_seconds=0
+    )
     fake.respond(
         "POST",
         "/repos/{owner}/{repo}/issues/{number}/labels",

@@ -1,4 +1,14 @@
-"""Test helpers: a strict fake of GitHub's REST API and a loopback server to run apps on.
+"""Test helpers: run a bot against a strict fake of GitHub's REST API, with real payloads.
+
+For a bot's tests, :func:`run_bot` and :mod:`~framework.testing.payloads` are all it takes
+(see ``framework/testing/bot.py``)::
+
+    async with run_bot(app) as bot:
+        result = await bot.receive("issues", payloads.issues_opened(number=7))
+    assert result.status == "done", result.errors
+    assert bot.fake.issue_labels("octo-org/hello", 7) == ["needs-response"]
+
+The parts, for tests of the framework itself:
 
 >>> from framework.testing import FakeGitHub, generate_app_key, serve
 >>> private_pem, public_key = generate_app_key()
@@ -8,6 +18,8 @@
 ...     ...  # run the bot against github_url, then assert on fake.calls, fake.mint_count(42)
 """
 
+from framework.testing import payloads
+from framework.testing.bot import APP_ID, DeliveryResult, DeliveryStatus, RunningBot, run_bot
 from framework.testing.fake_github import (
     API_VERSIONS,
     ApiRequest,
@@ -23,14 +35,20 @@ from framework.testing.server import serve, serve_async
 
 __all__ = [
     "API_VERSIONS",
+    "APP_ID",
     "ApiRequest",
     "AuthKind",
+    "DeliveryResult",
+    "DeliveryStatus",
     "FakeGitHub",
     "RecordedCall",
     "Reply",
     "RouteHandler",
+    "RunningBot",
     "TokenMint",
     "generate_app_key",
+    "payloads",
+    "run_bot",
     "serve",
     "serve_async",
 ]

@@ -25,7 +25,9 @@ Endpoints it does not implement are scripted with :meth:`FakeGitHub.respond` or
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import itertools
 import json
 import math
@@ -36,7 +38,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeGuard
 from urllib.parse import urlencode
@@ -65,6 +67,7 @@ API_VERSIONS = frozenset({"2022-11-28", "2026-03-10"})
 """The values of ``X-GitHub-Api-Version`` the fake accepts; any other is refused with 400."""
 
 DOCUMENTATION_URL = "https://docs.github.com/rest"
+DEFAULT_BRANCH = "main"  # every fake repository's
 JWT_MAX_LIFETIME = 600  # GitHub refuses an app JWT whose exp is more than 10 minutes ahead
 JWT_LEEWAY = 5  # seconds of tolerance on the exp limit and on an iat in the future
 MAX_TOKEN_REPOSITORIES = 500
@@ -77,6 +80,7 @@ _DEFAULT_PERMISSIONS = {
     "issues": "write",
     "pull_requests": "write",
     "checks": "write",
+    "statuses": "write",
 }
 _DEFAULT_EVENTS = ("issues", "issue_comment", "pull_request", "push")
 _USER_AGENT_REQUIRED = (
@@ -143,6 +147,9 @@ class ApiRequest:
 class Reply:
     """A response from a route: status, JSON body (``None`` for no body) and extra headers.
 
+    ``raw``, when set, is the body instead of JSON (a raw media type); give its
+    ``content-type`` in ``headers``.
+
     >>> Reply(404, {"message": "Not Found"})
     Reply(status=404, json={'message': 'Not Found'}, headers={})
     """
@@ -150,6 +157,7 @@ class Reply:
     status: int = 200
     json: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    raw: bytes | None = field(default=None, repr=False)
 
 
 RouteHandler = Callable[[ApiRequest], Reply]
@@ -286,14 +294,23 @@ def _bad_credentials(detail: str | None = None) -> Reply:
 
 
 def _compile_template(path: str) -> re.Pattern[str]:
-    """``/repos/{owner}/{repo}`` → a regex with one named group per placeholder."""
+    """``/repos/{owner}/{repo}`` → a regex with one named group per placeholder.
+
+    A placeholder matches one path segment; ``{name:path}`` (as in Starlette) matches the
+    rest of the path, slashes included.
+    """
     if not path.startswith("/") or "?" in path:
         raise ValueError(f"path must start with '/' and have no query string: {path!r}")
-    parts = re.split(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", path)
+    parts = re.split(r"\{([A-Za-z_][A-Za-z0-9_]*(?::path)?)\}", path)
     regex = "".join(
-        re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)
+        re.escape(part) if i % 2 == 0 else _placeholder(part) for i, part in enumerate(parts)
     )
     return re.compile(f"^{regex}$")
+
+
+def _placeholder(spec: str) -> str:
+    name, _, kind = spec.partition(":")
+    return f"(?P<{name}>.+)" if kind else f"(?P<{name}>[^/]+)"
 
 
 def _auth_for(path: str) -> AuthKind:
@@ -357,6 +374,11 @@ class FakeGitHub:
         self._calls: list[RecordedCall] = []
         self._scripts: list[_Route] = []
         self._labels: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+        self._statuses: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (repository, sha)
+        self._check_runs: dict[str, list[dict[str, Any]]] = {}  # by repository
+        self._collaborators: dict[str, dict[str, tuple[str, str, int]]] = {}  # login, role, id
+        self._comments: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (repository, issue)
+        self._files: dict[tuple[str, str, str], bytes] = {}  # (owner/name lower, branch, path)
         self._rate: dict[tuple[str, int], _RateWindow] = {}
         self._builtins = [
             self._builtin("GET", "/app", self._get_app),
@@ -369,12 +391,24 @@ class FakeGitHub:
             self._builtin("GET", "/orgs/{org}/installation", self._org_installation),
             self._builtin("GET", "/users/{username}/installation", self._user_installation),
             self._builtin("GET", "/repos/{owner}/{repo}", self._get_repository),
+            self._builtin("GET", "/repos/{owner}/{repo}/contents/{path:path}", self._get_contents),
             self._builtin("GET", "/repos/{owner}/{repo}/issues/{number}/labels", self._get_labels),
             self._builtin("POST", "/repos/{owner}/{repo}/issues/{number}/labels", self._add_labels),
+            self._builtin("POST", "/repos/{owner}/{repo}/statuses/{sha}", self._create_status),
+            self._builtin("POST", "/repos/{owner}/{repo}/check-runs", self._create_check_run),
+            self._builtin(
+                "GET",
+                "/repos/{owner}/{repo}/collaborators/{username}/permission",
+                self._collaborator_permission,
+            ),
+            self._builtin(
+                "POST", "/repos/{owner}/{repo}/issues/{number}/comments", self._create_comment
+            ),
             self._builtin("GET", "/rate_limit", self._get_rate_limit),
             self._builtin("GET", "/installation/repositories", self._list_repositories),
             self._builtin("DELETE", "/installation/token", self._revoke_token),
             self._builtin("GET", "/app/hook/deliveries", self._list_hook_deliveries),
+            self._builtin("POST", "/graphql", self._graphql),
             self._builtin("POST", "/app/hook/deliveries/{delivery_id}/attempts", self._redeliver),
         ]
         self._hook_deliveries: list[dict[str, Any]] = []
@@ -405,8 +439,8 @@ class FakeGitHub:
         """Install the app on ``account`` with access to ``repositories`` (``owner/name``).
 
         The repositories must belong to the account, as on GitHub. ``permissions`` default to
-        metadata/contents read and issues/pull_requests/checks write; ``metadata: read`` is
-        always granted.
+        metadata/contents read and issues/pull_requests/checks/statuses write;
+        ``metadata: read`` is always granted.
         """
         perms = dict(_DEFAULT_PERMISSIONS if permissions is None else permissions)
         for name, level in perms.items():
@@ -492,6 +526,33 @@ class FakeGitHub:
             window.limit = limit
             window.used = limit - remaining
 
+    # ------------------------------------------------------------- repository contents
+
+    def add_file(
+        self, repository: str, path: str, content: str | bytes, *, branch: str | None = None
+    ) -> str:
+        """Put a file at ``path`` in ``owner/name`` on ``branch`` (the default branch,
+        ``main``, if None), replacing any file there; returns its blob sha.
+
+        The repository need not be one the app is installed on: reading it then answers 404,
+        as GitHub does for a repository the token cannot reach.
+
+        >>> fake = FakeGitHub(app_id=1, public_key=generate_app_key()[1])
+        >>> len(fake.add_file("octo-org/hello", ".github/labeler.yml", "labels: [bug]\\n"))
+        40
+        """
+        full_name, path = _file_location(repository, path)
+        data = content.encode() if isinstance(content, str) else bytes(content)
+        with self._lock:
+            self._files[(full_name, branch or DEFAULT_BRANCH, path)] = data
+        return _blob_sha(data)
+
+    def remove_file(self, repository: str, path: str, *, branch: str | None = None) -> None:
+        """Delete a file put there with :meth:`add_file`."""
+        full_name, path = _file_location(repository, path)
+        with self._lock:
+            del self._files[(full_name, branch or DEFAULT_BRANCH, path)]
+
     # ------------------------------------------------------------------------ scripting
 
     def route(
@@ -504,11 +565,12 @@ class FakeGitHub:
     ) -> Callable[[RouteHandler], RouteHandler]:
         """Decorator: answer ``method path`` with the decorated function.
 
-        ``path`` may hold ``{placeholders}`` (passed in ``request.params``). Scripted routes
-        take precedence over built-in ones and are tried in the order they were added; one
-        with ``times`` is used that many times, then skipped. ``auth`` defaults to what GitHub
-        wants on that path (the app's JWT on ``/app/...``, else an installation token), and an
-        installation token must reach the repository of a ``/repos/{owner}/{repo}/...`` path.
+        ``path`` may hold ``{placeholders}`` (passed in ``request.params``; ``{name:path}``
+        spans slashes). Scripted routes take precedence over built-in ones and are tried in
+        the order they were added; one with ``times`` is used that many times, then skipped.
+        ``auth`` defaults to what GitHub wants on that path (the app's JWT on ``/app/...``,
+        else an installation token), and an installation token must reach the repository of
+        a ``/repos/{owner}/{repo}/...`` path.
 
         >>> fake = FakeGitHub(app_id=1, public_key=generate_app_key()[1])
         >>> @fake.route("GET", "/repos/{owner}/{repo}/issues/{number}")
@@ -644,6 +706,8 @@ class FakeGitHub:
             "x-github-media-type": "github.v3; format=json",
             **reply.headers,
         }
+        if reply.raw is not None:
+            return Response(reply.raw, status_code=reply.status, headers=response_headers)
         if reply.json is None or reply.status == 204:
             return Response(status_code=reply.status, headers=response_headers)
         return Response(
@@ -729,6 +793,18 @@ class FakeGitHub:
             token=trace.token if trace.auth == "installation" else None,
         )
         reply = route.handler(request)
+        if method == "GET" and reply.status == 200 and reply.json is not None:
+            # ETags as GitHub gives them; a matching If-None-Match is a 304 that costs no
+            # rate limit.
+            etag = _etag(reply.json)
+            if etag in _etags_in(headers.get("if-none-match", "")):
+                if bucket is not None:
+                    window = self._rate_window(bucket, now)
+                    window.used -= 1
+                    rate_headers = _rate_headers(window)
+                reply = Reply(304, None, {"etag": etag})
+            else:
+                reply = _with_headers(reply, {"etag": etag})
         return _with_headers(reply, {**rate_headers, **reply.headers}), parsed
 
     def _match(self, method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
@@ -919,7 +995,7 @@ class FakeGitHub:
             "owner": {"login": repo.owner, "id": owner_id, "type": owner_type},
             "html_url": f"https://github.com/{repo.full_name}",
             "url": f"{base_url}/repos/{repo.full_name}",
-            "default_branch": "main",
+            "default_branch": DEFAULT_BRANCH,
             "fork": False,
             "archived": False,
             "disabled": False,
@@ -1090,13 +1166,20 @@ class FakeGitHub:
             return _not_found()
         return Reply(200, list(self._labels.get(key, {}).values()))
 
-    def _add_labels(self, request: ApiRequest) -> Reply:
+    def _writable_issue(self, request: ApiRequest) -> tuple[str, int] | Reply:
+        """The issue of the path, if it exists and the token may write to it; else the refusal."""
         key = self._issue_key(request)
         if key is None:
             return _not_found()
         token = self._token(request)
         if not (_permits(token, "issues", "write") or _permits(token, "pull_requests", "write")):
             return _error(403, "Resource not accessible by integration")
+        return key
+
+    def _add_labels(self, request: ApiRequest) -> Reply:
+        key = self._writable_issue(request)
+        if isinstance(key, Reply):
+            return key
         body = request.json
         names = body.get("labels") if isinstance(body, dict) else body
         if names is None:
@@ -1157,9 +1240,322 @@ class FakeGitHub:
             self.redeliveries.append(int(raw))
         return Reply(202, {})
 
+    # ------------------------------------------------------------------------- GraphQL
+
+    def _graphql(self, request: ApiRequest) -> Reply:
+        """GitHub's GraphQL endpoint checks the body's shape; the fake cannot run queries, so
+        a test scripts the answer: ``fake.route("POST", "/graphql")``."""
+        body = request.json
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return _error(400, "A query attribute must be specified and must be a string.")
+        variables = body.get("variables")
+        if variables is not None and not isinstance(variables, dict):
+            return _error(400, "Variables must be an object.")
+        return Reply(
+            200,
+            {
+                "errors": [
+                    {
+                        "message": "the fake has no answer for this query: script one with "
+                        'fake.route("POST", "/graphql")'
+                    }
+                ]
+            },
+        )
+
     def _revoke_token(self, request: ApiRequest) -> Reply:
         self._token(request).expires_at = time.time() - 1
         return Reply(204)
+
+    # ------------------------------ commit statuses, check runs, collaborators, comments
+    # The endpoints the sample bots need (sample_bots/push_status.py, commands.py). Each
+    # checks its body and the token's permission as GitHub does; what it creates is kept
+    # for the test to read (commit_statuses, check_runs, issue_comments).
+
+    _STATUS_STATES = ("error", "failure", "pending", "success")
+    _CHECK_STATUSES = ("queued", "in_progress", "completed", "waiting", "requested", "pending")
+    _CHECK_CONCLUSIONS = (
+        "action_required", "cancelled", "failure", "neutral", "success", "skipped", "stale",
+        "timed_out",
+    )  # fmt: skip
+    _ROLES = ("admin", "maintain", "write", "triage", "read")
+    _FULL_SHA = re.compile(r"[0-9a-f]{40}")
+
+    def add_collaborator(self, repository: str, login: str, permission: str = "write") -> None:
+        """Make ``login`` a collaborator on ``owner/name`` with the role ``permission``:
+        ``admin``, ``maintain``, ``write``, ``triage`` or ``read``.
+
+        ``GET /repos/{owner}/{repo}/collaborators/{login}/permission`` then answers it (a
+        ``maintain`` role reads as ``write``, ``triage`` as ``read``, as on GitHub); for
+        anyone not added it answers 404.
+
+        >>> fake = FakeGitHub(app_id=1, public_key=generate_app_key()[1])
+        >>> fake.add_collaborator("octo-org/hello", "hubot", "maintain")
+        """
+        if permission not in self._ROLES:
+            raise ValueError(f"permission must be one of {', '.join(self._ROLES)}: {permission!r}")
+        with self._lock:
+            people = self._collaborators.setdefault(repository.lower(), {})
+            people[login.lower()] = (login, permission, next(self._ids))
+
+    def commit_statuses(self, repository: str, sha: str) -> list[dict[str, Any]]:
+        """The statuses created on commit ``sha`` of ``owner/name``, oldest first, as the API
+        answered them (``state``, ``context``, ``description``, ``target_url``...)."""
+        with self._lock:
+            return [dict(s) for s in self._statuses.get((repository.lower(), sha), [])]
+
+    def check_runs(self, repository: str, head_sha: str | None = None) -> list[dict[str, Any]]:
+        """The check runs created in ``owner/name`` (on ``head_sha`` only, if given), oldest
+        first, as the API answered them (``name``, ``head_sha``, ``status``, ``conclusion``...)."""
+        with self._lock:
+            runs = self._check_runs.get(repository.lower(), [])
+            return [dict(r) for r in runs if head_sha is None or r["head_sha"] == head_sha]
+
+    def issue_comments(self, repository: str, number: int) -> list[str]:
+        """The bodies of the comments created on issue ``number`` of ``owner/name``, in order."""
+        with self._lock:
+            return [c["body"] for c in self._comments.get((repository.lower(), number), [])]
+
+    def _app_bot(self) -> dict[str, Any]:
+        """The app's bot account: the author of what the app creates."""
+        bot_id = 100_000_000 + self.app_id
+        return {
+            "login": f"{self.slug}[bot]",
+            "id": bot_id,
+            "node_id": _node_id("BOT", bot_id),
+            "type": "Bot",
+            "site_admin": False,
+        }
+
+    def _create_status(self, request: ApiRequest) -> Reply:
+        """``POST /repos/{owner}/{repo}/statuses/{sha}``."""
+        if not _permits(self._token(request), "statuses", "write"):
+            return _error(403, "Resource not accessible by integration")
+        sha = request.params["sha"]
+        if not self._FULL_SHA.fullmatch(sha):
+            return _error(422, f"No commit found for SHA: {sha}")
+        body = request.json
+        if not isinstance(body, dict):
+            return _invalid("Status", "body", f"{body!r} is not an object.")
+        if body.get("state") not in self._STATUS_STATES:
+            detail = {"resource": "Status", "code": "custom", "field": "state"}
+            return _error(
+                422,
+                "Validation Failed",
+                errors=[detail | {"message": "state is not included in the list"}],
+            )
+        for name in ("target_url", "description", "context"):
+            if body.get(name) is not None and not isinstance(body[name], str):
+                return _invalid("Status", name, f"{body[name]!r} is not a string.")
+        full_name = f"{request.params['owner']}/{request.params['repo']}"
+        status_id, now = next(self._ids), _timestamp(time.time())
+        status = {
+            "url": f"{request.base_url}/repos/{full_name}/statuses/{sha}",
+            "id": status_id,
+            "node_id": _node_id("SC", status_id),
+            "state": body["state"],
+            "description": body.get("description"),
+            "target_url": body.get("target_url"),
+            "context": body.get("context") or "default",
+            "created_at": now,
+            "updated_at": now,
+            "creator": self._app_bot(),
+        }
+        self._statuses.setdefault((full_name.lower(), sha), []).append(status)
+        return Reply(201, status)
+
+    def _create_check_run(self, request: ApiRequest) -> Reply:
+        """``POST /repos/{owner}/{repo}/check-runs``: ``name`` and ``head_sha`` required."""
+        if not _permits(self._token(request), "checks", "write"):
+            return _error(403, "Resource not accessible by integration")
+        body = request.json
+        if not isinstance(body, dict):
+            return _invalid("CheckRun", "body", f"{body!r} is not an object.")
+        for name in ("name", "head_sha"):
+            if body.get(name) is None:
+                return _error(422, f'Invalid request.\n\n"{name}" wasn\'t supplied.')
+            if not isinstance(body[name], str) or not body[name].strip():
+                return _invalid("CheckRun", name, f"{body[name]!r} is not a non-empty string.")
+        if not self._FULL_SHA.fullmatch(body["head_sha"]):
+            return _error(422, f"No commit found for SHA: {body['head_sha']}")
+        conclusion = body.get("conclusion")
+        if conclusion is not None and conclusion not in self._CHECK_CONCLUSIONS:
+            choices = ", ".join(self._CHECK_CONCLUSIONS)
+            return _invalid("CheckRun", "conclusion", f"{conclusion!r} is not one of {choices}.")
+        # A conclusion makes the run completed, whatever status was sent (GitHub's rule).
+        status = "completed" if conclusion is not None else body.get("status", "queued")
+        if status not in self._CHECK_STATUSES:
+            choices = ", ".join(self._CHECK_STATUSES)
+            return _invalid("CheckRun", "status", f"{status!r} is not one of {choices}.")
+        if status == "completed" and conclusion is None:
+            return _invalid("CheckRun", "conclusion", "it is required when status is completed.")
+        output = body.get("output")
+        if output is not None and not (
+            isinstance(output, dict)
+            and isinstance(output.get("title"), str)
+            and isinstance(output.get("summary"), str)
+        ):
+            return _invalid("CheckRun", "output", "it needs a 'title' and a 'summary' string.")
+        full_name = f"{request.params['owner']}/{request.params['repo']}"
+        run_id, now = next(self._ids), _timestamp(time.time())
+        output = output or {}
+        run = {
+            "id": run_id,
+            "node_id": _node_id("CR", run_id),
+            "name": body["name"],
+            "head_sha": body["head_sha"],
+            "external_id": body.get("external_id"),
+            "url": f"{request.base_url}/repos/{full_name}/check-runs/{run_id}",
+            "html_url": f"https://github.com/{full_name}/runs/{run_id}",
+            "details_url": body.get("details_url"),
+            "status": status,
+            "conclusion": conclusion,
+            "started_at": body.get("started_at") or now,
+            "completed_at": (body.get("completed_at") or now) if status == "completed" else None,
+            "output": {
+                "title": output.get("title"),
+                "summary": output.get("summary"),
+                "text": output.get("text"),
+                "annotations_count": len(output.get("annotations") or []),
+            },
+            "check_suite": {"id": next(self._ids)},
+            "app": {"id": self.app_id, "slug": self.slug, "name": self.slug},
+            "pull_requests": [],
+        }
+        self._check_runs.setdefault(full_name.lower(), []).append(run)
+        return Reply(201, run)
+
+    def _collaborator_permission(self, request: ApiRequest) -> Reply:
+        """``GET /repos/{owner}/{repo}/collaborators/{username}/permission``."""
+        full_name = f"{request.params['owner']}/{request.params['repo']}".lower()
+        found = self._collaborators.get(full_name, {}).get(request.params["username"].lower())
+        if found is None:
+            return _not_found()
+        login, role, user_id = found
+        # The legacy base permission: GitHub maps maintain to write and triage to read.
+        permission = {"maintain": "write", "triage": "read"}.get(role, role)
+        user = {
+            "login": login,
+            "id": user_id,
+            "node_id": _node_id("U", user_id),
+            "type": "User",
+            "site_admin": False,
+            "permissions": {
+                "admin": role == "admin",
+                "maintain": role in ("admin", "maintain"),
+                "push": permission in ("admin", "write"),
+                "triage": role != "read",
+                "pull": True,
+            },
+            "role_name": role,
+        }
+        return Reply(200, {"permission": permission, "role_name": role, "user": user})
+
+    def _create_comment(self, request: ApiRequest) -> Reply:
+        """``POST /repos/{owner}/{repo}/issues/{number}/comments``: ``body`` required."""
+        key = self._writable_issue(request)
+        if isinstance(key, Reply):
+            return key
+        body = request.json
+        text = body.get("body") if isinstance(body, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            return _invalid("IssueComment", "body", f"{text!r} is not a non-empty string.")
+        full_name, number = f"{request.params['owner']}/{request.params['repo']}", key[1]
+        comment_id, now = next(self._ids), _timestamp(time.time())
+        comment = {
+            "id": comment_id,
+            "node_id": _node_id("IC", comment_id),
+            "url": f"{request.base_url}/repos/{full_name}/issues/comments/{comment_id}",
+            "html_url": f"https://github.com/{full_name}/issues/{number}#issuecomment-{comment_id}",
+            "issue_url": f"{request.base_url}/repos/{full_name}/issues/{number}",
+            "body": text,
+            "user": self._app_bot(),
+            "author_association": "NONE",
+            "created_at": now,
+            "updated_at": now,
+        }
+        self._comments.setdefault(key, []).append(comment)
+        return Reply(201, comment)
+
+    # ------------------------------------------------------------- repository contents
+
+    def _get_contents(self, request: ApiRequest) -> Reply:
+        """``GET /repos/{owner}/{repo}/contents/{path}``: a file (raw with a raw media type,
+        else JSON with base64 ``content``) or a directory's listing (always JSON)."""
+        if not _permits(self._token(request), "contents", "read"):
+            return _error(403, "Resource not accessible by integration")
+        owner, repo = request.params["owner"], request.params["repo"]
+        path = request.params["path"].strip("/")
+        ref = request.query.get("ref") or DEFAULT_BRANCH
+        branch = ref.removeprefix("refs/heads/")
+        wanted = (f"{owner}/{repo}".lower(), branch)
+        with self._lock:
+            files = {p: data for (r, b, p), data in self._files.items() if (r, b) == wanted}
+        if branch != DEFAULT_BRANCH and not files:
+            return _error(404, f"No commit found for the ref {ref}")
+        base_url = f"{request.base_url}/repos/{owner}/{repo}"
+        data = files.get(path)
+        if data is None:
+            inside = {p[len(path) + 1 :].split("/")[0] for p in files if p.startswith(f"{path}/")}
+            if not inside:
+                return _not_found()
+            children = (f"{path}/{name}" for name in sorted(inside))
+            return Reply(200, [_content_json(base_url, branch, c, files.get(c)) for c in children])
+        accept = request.headers.get("accept", "")
+        if "application/vnd.github.raw" in accept or "application/vnd.github.v3.raw" in accept:
+            headers = {
+                "content-type": "text/plain; charset=utf-8",
+                "x-github-media-type": "github.v3; param=raw; format=json",
+            }
+            return Reply(200, None, headers, raw=data)
+        text = base64.b64encode(data).decode("ascii")
+        return Reply(
+            200,
+            _content_json(base_url, branch, path, data)
+            | {
+                "encoding": "base64",
+                "content": "".join(text[i : i + 60] + "\n" for i in range(0, len(text), 60)),
+            },
+        )
+
+
+def _file_location(repository: str, path: str) -> tuple[str, str]:
+    owner, sep, name = repository.partition("/")
+    if not sep or not owner or not name or "/" in name:
+        raise ValueError(f"repositories are 'owner/name', not {repository!r}")
+    if not path or path.startswith("/") or any(p in ("", ".", "..") for p in path.split("/")):
+        raise ValueError(f"a file's path is relative to the repository's root: {path!r}")
+    return repository.lower(), path
+
+
+def _blob_sha(data: bytes) -> str:
+    """The git blob id of ``data``, as GitHub reports a file's ``sha``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _content_json(base_url: str, branch: str, path: str, data: bytes | None) -> dict[str, Any]:
+    """The contents API's description of a file (``data``) or a directory (None)."""
+    kind = "dir" if data is None else "file"
+    sha = _blob_sha(path.encode() if data is None else data)  # a stand-in tree id for a dir
+    url = f"{base_url}/contents/{path}?ref={branch}"
+    git_url = f"{base_url}/git/{'trees' if data is None else 'blobs'}/{sha}"
+    repository = base_url.rsplit("/repos/", 1)[1]
+    page = "tree" if data is None else "blob"
+    html_url = f"https://github.com/{repository}/{page}/{branch}/{path}"
+    return {
+        "type": kind,
+        "size": 0 if data is None else len(data),
+        "name": path.rsplit("/", 1)[-1],
+        "path": path,
+        "sha": sha,
+        "url": url,
+        "git_url": git_url,
+        "html_url": html_url,
+        "download_url": None
+        if data is None
+        else f"https://raw.githubusercontent.com/{repository}/{branch}/{path}",
+        "_links": {"self": url, "git": git_url, "html": html_url},
+    }
 
 
 _NOT_ACCESSIBLE = (
@@ -1217,8 +1613,17 @@ def _rate_headers(window: _RateWindow) -> dict[str, str]:
     }
 
 
+def _etag(body: Any) -> str:
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return f'W/"{digest[:40]}"'
+
+
+def _etags_in(header: str) -> set[str]:
+    return {part.strip() for part in header.split(",") if part.strip()}
+
+
 def _with_headers(reply: Reply, headers: Mapping[str, str]) -> Reply:
-    return Reply(reply.status, reply.json, {**reply.headers, **headers})
+    return replace(reply, headers={**reply.headers, **headers})
 
 
 def _paginate(items: list[Any], request: ApiRequest) -> tuple[list[Any], dict[str, str]]:
