@@ -70,8 +70,15 @@ def new_http_client(base_url: str, api_version: str, user_agent: str) -> httpx.A
     return client
 
 
-def error_from_response(response: httpx.Response, now: float | None = None) -> GitHubAPIError:
-    """The typed :class:`GitHubAPIError` for an error response, from its status and body."""
+def error_from_response(
+    response: httpx.Response,
+    now: float | None = None,
+    *,
+    secondary_wait: float = SECONDARY_MINIMUM,
+) -> GitHubAPIError:
+    """The typed :class:`GitHubAPIError` for an error response, from its status and body.
+
+    ``secondary_wait``: the wait after a secondary limit that gave no ``retry-after``."""
     message = documentation_url = None
     errors: list[dict[str, object]] = []
     try:
@@ -87,7 +94,7 @@ def error_from_response(response: httpx.Response, now: float | None = None) -> G
             errors = [e if isinstance(e, dict) else {"message": str(e)} for e in listed]
     status = response.status_code
     secondary = bool(message and "secondary rate limit" in message.lower())
-    wait = retry_after(response, now, secondary=secondary)
+    wait = retry_after(response, now, secondary=secondary, secondary_wait=secondary_wait)
     args = (response.request.method, response.request.url.path, status, message, documentation_url)
     if wait is not None:
         moment = time.time() if now is None else now
@@ -104,7 +111,11 @@ def error_from_response(response: httpx.Response, now: float | None = None) -> G
 
 
 def retry_after(
-    response: httpx.Response, now: float | None = None, *, secondary: bool = False
+    response: httpx.Response,
+    now: float | None = None,
+    *,
+    secondary: bool = False,
+    secondary_wait: float = SECONDARY_MINIMUM,
 ) -> float | None:
     """How long a rate-limited response asks the client to wait, in seconds; None if it is
     not rate-limited. ``retry-after`` first, then an exhausted primary limit's reset time, then
@@ -119,7 +130,7 @@ def retry_after(
         if reset.isdigit():
             return max(0.0, int(reset) - (time.time() if now is None else now))
     if secondary:
-        return SECONDARY_MINIMUM
+        return secondary_wait
     return 60.0 if response.status_code == 429 else None
 
 
@@ -288,29 +299,26 @@ class GitHubClient:
                 continue
             state.observe(response)
             if response.status_code == 304 and cache_key is not None:
-                assert self.shared.etags is not None
                 return self.shared.etags.revalidated(cache_key, response)
             if response.status_code < 400:
                 if cache_key is not None:
-                    assert self.shared.etags is not None
                     self.shared.etags.keep(cache_key, response)
                 return response
             error = error_from_response(response, self.shared.clock())
             if isinstance(error, RateLimited):
+                secondary = error.secondary
+                if secondary and "retry-after" not in response.headers:
+                    # 60 s, doubling while they keep coming: this installation's count.
+                    error = error_from_response(
+                        response, self.shared.clock(), secondary_wait=state.secondary_wait()
+                    )
                 wait = error.retry_after or 0.0
-                if error.secondary and response.headers.get("retry-after") is None:
-                    wait = state.secondary_wait()
-                    error = RateLimited(
-                        error.method, error.path, error.status, error.message,
-                        error.documentation_url, wait, reset_at=self.shared.clock() + wait,
-                        secondary=True,
-                    )  # fmt: skip
-                state.block(wait, secondary=error.secondary)
+                state.block(wait, secondary=secondary)
                 if wait > policy.max_rate_limit_wait:
                     raise error
                 self.log.warning(
                     "%s %s: %s; waiting %.0f s (this installation only)",
-                    method, path, "secondary rate limit" if error.secondary else "rate limited",
+                    method, path, "secondary rate limit" if secondary else "rate limited",
                     wait,
                 )  # fmt: skip
                 continue
@@ -326,18 +334,17 @@ class GitHubClient:
         raise NetworkError(f"{method} {path}: gave up after too many attempts")
 
     def _cache_key(self, method: str, path: str, kwargs: dict[str, Any]) -> tuple[str, str] | None:
-        if method != "GET" or self.shared.etags is None or self.shared.etags.entries <= 0:
+        if method != "GET" or self.shared.etags.entries <= 0:
             return None
         headers = kwargs.get("headers") or {}
         if any(k.lower() in ("if-none-match", "if-modified-since") for k in headers):
             return None  # the caller revalidates for itself
-        url = self.http.build_request("GET", path, params=kwargs.get("params")).url
+        url = httpx.URL(path, params=kwargs.get("params"))  # the base URL is the same for all
         scope = getattr(self.auth, "scope", None)
         return (f"{self._key}:{scope!r}", str(url))
 
     def _conditional(self, key: tuple[str, str], headers: Any) -> dict[str, str]:
         merged = dict(headers or {})
-        assert self.shared.etags is not None
         etag = self.shared.etags.etag(key)
         if etag is not None:
             merged["If-None-Match"] = etag

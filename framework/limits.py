@@ -184,11 +184,10 @@ class ClientShared:
     clock: Callable[[], float] = time.time
     sleep: Sleep = asyncio.sleep
     states: dict[str, RateState] = field(default_factory=dict)
-    etags: EtagCache | None = None
+    etags: EtagCache = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.etags is None:
-            self.etags = EtagCache(self.policy.etag_entries)
+        self.etags = EtagCache(self.policy.etag_entries)
 
     def state(self, key: str) -> RateState:
         """The state of installation (or app, or user) ``key``, created on first use."""

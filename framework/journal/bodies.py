@@ -49,7 +49,6 @@ class BodyLog:
         self._fd: int | None = None  # the file appended to, flocked
         self._name = ""
         self._written = 0  # its size: where the next body goes
-        self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._pending_at: dict[int, bytes] = {}  # by offset: readable before the flush
         self._readers: OrderedDict[str, int] = OrderedDict()
@@ -65,10 +64,9 @@ class BodyLog:
 
     def append(self, body: bytes) -> tuple[str, int]:
         """Queue ``body`` for the next :meth:`flush`; return (file name, offset)."""
-        if self._fd is None or (not self._pending and self._written >= self.segment_bytes):
+        if self._fd is None or (not self._pending_at and self._written >= self.segment_bytes):
             self._start_segment()
         offset = self._written + self._pending_bytes
-        self._pending.append(body)
         self._pending_at[offset] = body
         self._pending_bytes += len(body)
         return self._name, offset
@@ -76,11 +74,11 @@ class BodyLog:
     def flush(self) -> None:
         """Write what :meth:`append` queued, and sync it; on failure, undo the partial write
         (the caller rolls back the rows that would have pointed at it)."""
-        if not self._pending:
+        if not self._pending_at:
             return
         assert self._fd is not None
         try:
-            chunks, written = self._pending, 0
+            chunks, written = list(self._pending_at.values()), 0  # in offset order
             while written < self._pending_bytes:  # writev may write less than asked
                 n = os.pwritev(self._fd, chunks, self._written + written)
                 written += n
@@ -99,7 +97,7 @@ class BodyLog:
 
     def discard(self) -> None:
         """Forget what was queued and not flushed (its transaction rolled back)."""
-        self._pending, self._pending_bytes, self._pending_at = [], 0, {}
+        self._pending_bytes, self._pending_at = 0, {}
 
     def _start_segment(self) -> None:
         self.directory.mkdir(exist_ok=True)
