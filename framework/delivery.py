@@ -1,10 +1,11 @@
 """A delivery: one verified webhook, as received, before any handler sees it.
 
-A delivery keeps the payload as the JSON bytes it arrived as. The receiver parses them once to
-check they are a JSON object and to read what routing needs (``action``, the installation id),
-then lets the parsed dict go: a backlog of raw bytes costs the garbage collector nothing, while
-a backlog of parsed 18 KB payloads made every full collection slower, and the acknowledgement
-path with it. Handlers get the typed event built straight from the bytes, on first use.
+A delivery keeps the payload as the JSON bytes it arrived as. The receiver checks them once: a
+JSON object, of which it reads only what routing needs (``action``, the installation id),
+without building the rest into Python objects. A backlog of raw bytes costs the garbage
+collector nothing, while a backlog of parsed 18 KB payloads made every full collection slower,
+and the acknowledgement path with it. Handlers get the typed event built straight from the
+bytes, on first use.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from framework.events import Event
-from framework.events.parse import decode_payload, parse_event_json
+from framework.events.parse import decode_payload, decode_routing, parse_event_json
 
 
 def _routing_fields(payload: Mapping[str, Any]) -> tuple[str | None, int | None]:
@@ -53,7 +54,7 @@ class Delivery:
         cls, id: str, name: str, body: bytes, headers: Mapping[str, str] | None = None
     ) -> Delivery:
         """A delivery from its JSON bytes; raises InvalidPayload unless they are an object."""
-        action, installation_id = _routing_fields(decode_payload(body))
+        action, installation_id = _routing_fields(decode_routing(body))
         return cls(id, name, body, action, installation_id, headers or {})
 
     @classmethod

@@ -76,6 +76,17 @@ async def test_a_failed_delivery_runs_again_when_redelivered(journal: Journal) -
     assert (await journal.get("d-1")).status is Status.PENDING  # type: ignore[union-attr]
 
 
+async def test_a_failed_delivery_redelivered_twice_at_once_runs_once_more(
+    journal: Journal,
+) -> None:
+    await journal.record(delivery(1))
+    await journal.claim("c1", 1, lease=30)
+    await journal.fail("d-1", "c1", "RuntimeError: boom")
+    again = await asyncio.gather(journal.record(delivery(1)), journal.record(delivery(1)))
+    assert sorted(again) == [False, True]  # in one batch: the first runs, the second is a dup
+    assert len(await journal.claim("c2", 10, lease=30)) == 1
+
+
 async def test_what_is_stored_comes_back_byte_for_byte(
     tmp_path: Path, sqlite_journal: SQLiteJournal
 ) -> None:
@@ -274,6 +285,22 @@ async def test_a_full_journal_refuses_new_deliveries_and_keeps_the_stored_ones(
     assert err.value.status == 503
     assert len(await journal.entries(limit=2000)) == stored
     await journal.claim("c", 5, lease=30)  # what was stored is still worked off
+    await journal.close()
+
+
+async def test_a_burst_near_the_cap_stores_what_fits_and_refuses_only_the_rest(
+    tmp_path: Path,
+) -> None:
+    journal = await SQLiteJournal.open(tmp_path / "j.sqlite3", max_bytes=256 * 1024)
+    outcomes = await asyncio.gather(
+        *(journal.record(delivery(n)) for n in range(200)), return_exceptions=True
+    )
+    stored = [o for o in outcomes if o is True]
+    refused = [o for o in outcomes if isinstance(o, JournalUnavailable)]
+    assert len(stored) + len(refused) == 200
+    assert 0 < len(stored) < 200
+    assert all(r.status == 503 and "the disk is full" in str(r) for r in refused)
+    assert len(await journal.entries(limit=500)) == len(stored)
     await journal.close()
 
 

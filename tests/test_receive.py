@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 import pytest
 
 from framework.errors import InvalidPayload, MissingHeader, SignatureMismatch
+from framework.events.parse import decode_payload, decode_routing
 from framework.receive import RefusalLog, read_delivery
 from framework.signature import SignatureVerifier, sign
 
@@ -81,6 +82,38 @@ def test_missing_required_headers_are_named(missing: str) -> None:
 def test_bodies_that_are_not_json_objects_are_refused(body: bytes, message: str) -> None:
     with pytest.raises(InvalidPayload, match=message):
         read_delivery(headers_for(body), body, VERIFIER)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"action": "opened", "installation": {"id": 42, "node_id": "x"}, "n": [1, {"a": null}]}',
+        b'{"action": 7, "installation": "nope"}',
+        b'{"installation": {"id": true}}',
+        b'{"a": 1, "a": 2, "action": "x", "action": "y"}',
+        b'  {"a": NaN, "b": 1e999}  ',
+        b'{"action": "x", "junk": [1, 2,}',
+        b'{"junk": "\xff\xfe"}',
+        b'{"junk": "\\ud800"}',
+        b'{"a": 1} trailing',
+        b"[1, 2]",
+        b"null",
+        b"",
+        '{"action": "été"}'.encode(),
+    ],
+)
+def test_the_receivers_quick_check_agrees_with_a_full_parse(body: bytes) -> None:
+    # The receiver validates without building the payload; it must accept and refuse what a
+    # full parse does, with the same message, and read the same routing fields.
+    try:
+        full = decode_payload(body)
+    except InvalidPayload as exc:
+        with pytest.raises(InvalidPayload) as quick:
+            decode_routing(body)
+        assert str(quick.value) == str(exc)
+        return
+    routing = decode_routing(body)
+    assert routing == {k: full[k] for k in ("action", "installation") if k in full}
 
 
 def test_a_form_without_payload_is_refused() -> None:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import pydantic_core
 from pydantic import ValidationError
+from pydantic_core import SchemaValidator, core_schema
 
 from framework.errors import InvalidPayload
 from framework.events.base import Event, GenericEvent
@@ -71,6 +72,39 @@ def decode_payload(body: bytes | bytearray | memoryview | str) -> dict[str, Any]
     if not isinstance(payload, dict):
         raise InvalidPayload(f"payload must be a JSON object, not {type(payload).__name__}")
     return payload
+
+
+# Only what routing needs. Validating JSON against it still checks every byte of the syntax,
+# but builds no Python object for the fields it ignores: ~11 µs for an 18 KB payload,
+# against ~35 µs to parse it whole (and ~60 µs with json.loads), on the bench machine.
+_ROUTING = SchemaValidator(
+    core_schema.typed_dict_schema(
+        {
+            "action": core_schema.typed_dict_field(core_schema.any_schema(), required=False),
+            "installation": core_schema.typed_dict_field(core_schema.any_schema(), required=False),
+        },
+        extra_behavior="ignore",
+    )
+)
+
+
+def decode_routing(body: bytes | bytearray | memoryview | str) -> dict[str, Any]:
+    """Check a JSON payload is an object, as :func:`decode_payload` does, and return only its
+    ``action`` and ``installation`` (those present): the receiver's check, without the cost
+    of parsing the rest into a dict it would throw away."""
+    if isinstance(body, memoryview):
+        body = body.tobytes()
+    try:
+        fields: dict[str, Any] = _ROUTING.validate_json(body)
+    except pydantic_core.ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        if error["type"] == "json_invalid":
+            why = error["msg"].removeprefix("Invalid JSON: ")
+            raise InvalidPayload(f"payload is not valid JSON ({why})") from None
+        raise InvalidPayload(
+            f"payload must be a JSON object, not {type(error['input']).__name__}"
+        ) from None
+    return fields
 
 
 def _invalid(name: str, action: object, cls: type[Event], exc: ValidationError) -> InvalidPayload:

@@ -14,7 +14,6 @@ restart of Redis itself.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from framework.delivery import Delivery
 from framework.journal import Attempt, ClaimFinisher, Entry, JournalUnavailable, Status
+from framework.journal.batch import Batcher
 
 T = TypeVar("T")
 GROUP = "handlers"
@@ -56,8 +56,6 @@ for i = 4, #KEYS do
 end
 return new
 """
-_RECORD_BATCH = 256
-_RECORDERS = 2
 
 # One script from the stream to the claim: no moment where an entry is read but not claimed
 # (a consumer killed in between would leave it in its pending list, out of everyone's reach).
@@ -187,12 +185,6 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=user + netloc))
 
 
-def _fail(waiting: list[tuple[Delivery, asyncio.Future[bool]]], error: Exception) -> None:
-    for _, future in waiting:
-        if not future.done():
-            future.set_exception(error)
-
-
 def _text(value: bytes | None) -> str | None:
     return value.decode() if value else None
 
@@ -220,8 +212,8 @@ class RedisJournal(ClaimFinisher):
         self._received = self._prefix + "received"
         self._finished = self._prefix + "finished"
         self._leases = self._prefix + "leases"
-        self._to_record: list[tuple[Delivery, asyncio.Future[bool]]] = []
-        self._recorders: set[asyncio.Task[None]] = set()
+        # A second batch may go while one is on its way.
+        self._recorder: Batcher[Delivery, bool] = Batcher(self._record_batch, in_flight=2, size=256)
         self._scripts = {
             name: client.register_script(source)
             for name, source in (
@@ -276,43 +268,24 @@ class RedisJournal(ClaimFinisher):
         Deliveries recorded while a batch is on its way to Redis go together in the next one:
         one round trip and one command for a burst, as the SQLite journal commits a group.
         """
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._to_record.append((delivery, future))
-        if len(self._recorders) < _RECORDERS:  # a second batch may go while one is on its way
-            task = asyncio.create_task(self._record_batches())
-            self._recorders.add(task)
-            task.add_done_callback(self._recorders.discard)
-        return await future
+        return await self._recorder.submit(delivery)
 
-    async def _record_batches(self) -> None:
-        while self._to_record:
-            batch = self._to_record[:_RECORD_BATCH]
-            del self._to_record[:_RECORD_BATCH]
-            keys = [self._stream, self._received, self._finished]
-            args: list[Any] = []
-            for delivery, _ in batch:
-                keys.append(self._hash(delivery.id))
-                args += (
-                    delivery.id,
-                    delivery.name,
-                    delivery.action or "",
-                    "" if delivery.installation_id is None else str(delivery.installation_id),
-                    json.dumps(dict(delivery.headers)),
-                    delivery.body,
-                    repr(delivery.received_at),
-                )
-            try:
-                new = await self._guard(self._scripts["record"](keys=keys, args=args))
-            except Exception as exc:  # JournalUnavailable, or a bug: each caller hears of it
-                _fail(batch, exc)
-                continue
-            except BaseException:  # cancelled (the loop is closing): no caller waits forever
-                _fail(batch + self._to_record, JournalUnavailable("the journal was closed"))
-                self._to_record.clear()
-                raise
-            for (_, future), added in zip(batch, new, strict=True):
-                if not future.done():
-                    future.set_result(bool(added))
+    async def _record_batch(self, batch: list[Delivery]) -> list[bool | Exception]:
+        keys = [self._stream, self._received, self._finished]
+        args: list[Any] = []
+        for delivery in batch:
+            keys.append(self._hash(delivery.id))
+            args += (
+                delivery.id,
+                delivery.name,
+                delivery.action or "",
+                "" if delivery.installation_id is None else str(delivery.installation_id),
+                json.dumps(dict(delivery.headers)),
+                delivery.body,
+                repr(delivery.received_at),
+            )
+        new = await self._guard(self._scripts["record"](keys=keys, args=args))
+        return [bool(added) for added in new]
 
     async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
         """Take up to ``limit`` due deliveries, in the order they were recorded."""

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from framework.delivery import Delivery
 from framework.journal import Attempt, ClaimFinisher, Entry, JournalUnavailable, Status
+from framework.journal.batch import Batcher
 from framework.journal.bodies import BodyLog, BodyLost
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ _COLUMNS = (
     "id, name, action, installation_id, headers, body_file, body_offset, body_length, status,"
     " attempts, received_at, not_before, finished_at, last_error"
 )
+
+_ROWS_PER_STATEMENT = 100  # 9 values a row: within SQLite's oldest limit of 999 variables
+_FULL_TEXT = "database or disk is full"
 
 Sync = Literal["full", "normal"]
 _Work = Callable[[sqlite3.Connection], Any]
@@ -155,6 +159,7 @@ class SQLiteJournal(ClaimFinisher):
         self._lock_handle: Any = None
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._recorder: Batcher[Delivery, bool] = Batcher(self._record_batch, size=512)
         self.transactions = 0
         """How many write transactions were committed (group commit makes it < records)."""
 
@@ -288,30 +293,67 @@ class SQLiteJournal(ClaimFinisher):
     # The journal's operations ------------------------------------------------------------
 
     async def record(self, delivery: Delivery) -> bool:
-        """Store a delivery; True if it is new (or failed before and is redelivered)."""
-        body = delivery.body
-        headers = json.dumps(dict(delivery.headers))
+        """Store a delivery; True if it is new (or failed before and is redelivered).
 
-        def work(conn: sqlite3.Connection) -> bool:
-            known = conn.execute(
-                "SELECT status FROM deliveries WHERE id = ?", (delivery.id,)
-            ).fetchone()
-            if known is not None:  # the same id again: run it again only if it had failed
-                return self._redelivered(conn, delivery.id) if known[0] == "failed" else False
-            limit = self._record_bytes
-            if limit is not None and self._bytes_after(conn, len(body)) >= limit:
-                raise sqlite3.OperationalError("database or disk is full")
+        Deliveries recorded while a batch is in the journal's thread go together in the next
+        one: one hand-over to the thread and a few statements for a burst, not one each.
+        """
+        return await self._recorder.submit(delivery)
+
+    async def _record_batch(self, batch: list[Delivery]) -> list[bool | Exception]:
+        headers = [json.dumps(dict(delivery.headers)) for delivery in batch]
+        outcomes: list[bool | Exception] = await self._call(
+            lambda conn: self._insert(conn, batch, headers)
+        )
+        return outcomes
+
+    def _insert(
+        self, conn: sqlite3.Connection, batch: list[Delivery], headers: list[str]
+    ) -> list[bool | Exception]:
+        ids = list({delivery.id: None for delivery in batch})
+        known: dict[str, str] = {}
+        for start in range(0, len(ids), _ROWS_PER_STATEMENT):
+            some = ids[start : start + _ROWS_PER_STATEMENT]
+            known.update(
+                conn.execute(
+                    f"SELECT id, status FROM deliveries WHERE id IN ({', '.join('?' * len(some))})",
+                    some,
+                ).fetchall()
+            )
+        room = None if self._record_bytes is None else self._record_bytes - self._bytes_used(conn)
+        outcomes: list[bool | Exception] = []
+        rows: list[tuple[Any, ...]] = []
+        seen: set[str] = set()
+        for delivery, headers_json in zip(batch, headers, strict=True):
+            if delivery.id in seen:  # twice in one batch (a proxy's retry): the first counts
+                outcomes.append(False)
+                continue
+            seen.add(delivery.id)
+            status = known.get(delivery.id)
+            if status is not None:  # the same id again: run it again only if it had failed
+                outcomes.append(status == "failed" and self._redelivered(conn, delivery.id))
+                continue
+            body = delivery.body
+            if room is not None:
+                if len(body) >= room:
+                    outcomes.append(explain(self.path, sqlite3.OperationalError(_FULL_TEXT)))
+                    continue
+                room -= len(body)
             body_file, offset = self.bodies.append(body)
+            rows.append(
+                (delivery.id, delivery.name, delivery.action, delivery.installation_id,
+                 headers_json, body_file, offset, len(body), delivery.received_at)
+            )  # fmt: skip
+            outcomes.append(True)
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _ROWS_PER_STATEMENT]
             conn.execute(
                 "INSERT INTO deliveries (id, name, action, installation_id, headers, body_file,"
-                " body_offset, body_length, status, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-                (delivery.id, delivery.name, delivery.action, delivery.installation_id,
-                 headers, body_file, offset, len(body), delivery.received_at),
-            )  # fmt: skip
-            return True
-
-        return bool(await self._call(work))
+                " body_offset, body_length, status, received_at) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"] * len(chunk)),
+                [value for row in chunk for value in row],
+            )
+        return outcomes
 
     @staticmethod
     def _redelivered(conn: sqlite3.Connection, delivery_id: str) -> bool:
@@ -322,10 +364,10 @@ class SQLiteJournal(ClaimFinisher):
         )
         return True
 
-    def _bytes_after(self, conn: sqlite3.Connection, size: int) -> int:
+    def _bytes_used(self, conn: sqlite3.Connection) -> int:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        return int((pages + 2) * page_size + self.bodies.size() + size)
+        return int((pages + 2) * page_size + self.bodies.size())
 
     async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
         """Take up to ``limit`` due deliveries, oldest first, for ``lease`` seconds."""
