@@ -188,6 +188,16 @@ async def test_purge_removes_only_finished_deliveries_older_than_asked(
     assert (await journal.get("d-1")) is None
 
 
+async def test_a_duplicate_leaves_the_stored_body_alone(journal: Journal) -> None:
+    first = delivery(1)
+    await journal.record(first)
+    second = delivery(1)
+    second.body = b'{"action": "opened", "other": true}'
+    assert await journal.record(second) is False
+    [claimed] = await journal.claim("c", 5, lease=30)
+    assert claimed.body == first.body
+
+
 async def test_concurrent_records_are_all_stored_once(journal: Journal) -> None:
     results = await asyncio.gather(*(journal.record(delivery(n % 150)) for n in range(200)))
     assert sum(results) == 150  # 50 duplicates among them
@@ -321,6 +331,55 @@ async def test_redis_going_away_is_a_clear_error_and_its_return_is_picked_up(
     finally:
         await journal.close()
         server.stop()
+
+
+async def test_redis_keeps_bodies_beside_the_hashes_and_purges_them_too(
+    redis_server: RedisServer, clock: Clock
+) -> None:
+    journal = await RedisJournal.open(redis_server.url, prefix="bodies", clock=clock)
+    try:
+        for n in (1, 2):
+            await journal.record(delivery(n))
+        assert await journal._raw.get("{bodies}:b:d-1") == delivery(1).body
+        await journal.claim("c", 5, lease=30)
+        await journal.complete("d-1", "c")
+        clock.now += 10
+        assert await journal.purge(finished_before=clock.now) == 1
+        assert await journal._raw.exists("{bodies}:b:d-1") == 0
+        assert await journal._raw.exists("{bodies}:b:d-2") == 1
+    finally:
+        await journal.close()
+
+
+async def test_redis_scripts_flushed_since_loading_are_loaded_again(
+    redis_server: RedisServer,
+) -> None:
+    journal = await RedisJournal.open(redis_server.url, prefix="flushed")
+    try:
+        assert await journal.record(delivery(1))
+        await journal._raw.script_flush()
+        assert await journal.record(delivery(2))
+        assert await journal.record(delivery(2)) is False
+        assert len(await journal.claim("c", 5, lease=30)) == 2
+    finally:
+        await journal.close()
+
+
+async def test_a_redis_delivery_whose_body_was_deleted_fails_clearly(
+    redis_server: RedisServer,
+) -> None:
+    journal = await RedisJournal.open(redis_server.url, prefix="lost")
+    try:
+        for n in (1, 2):
+            await journal.record(delivery(n))
+        await journal._raw.delete("{lost}:b:d-1")
+        claimed = await journal.claim("c", 5, lease=30)
+        assert [d.id for d in claimed] == ["d-2"]  # the other still runs
+        entry = await journal.get("d-1")
+        assert entry is not None and entry.status is Status.FAILED
+        assert "body is missing from Redis ({lost}:b:d-1)" in (entry.last_error or "")
+    finally:
+        await journal.close()
 
 
 def test_redis_passwords_stay_out_of_messages() -> None:
