@@ -1,8 +1,8 @@
 """The journal in Redis, for bots that run as several replicas (``REDIS_URL``).
 
 Work is handed out through a Redis Stream and its consumer group: a delivery accepted by one
-replica can run on another. Each delivery also has a hash (its state, body and headers) and a
-list (its attempts). A claim carries a lease; the deliveries of a consumer that stops renewing
+replica can run on another. Each delivery also has a hash (its state and headers), a string
+(its body, kept out of the scripts) and a list (its attempts). A claim carries a lease; the deliveries of a consumer that stops renewing
 it (the replica died) go back on the stream for the living. Every check-and-set is a Lua
 script, so two replicas never both finish or both claim one delivery.
 
