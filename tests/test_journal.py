@@ -52,6 +52,16 @@ async def journal(
 
 
 @pytest.fixture
+async def redis_journal(
+    request: pytest.FixtureRequest, redis_server: RedisServer, clock: Clock
+) -> AsyncIterator[RedisJournal]:
+    """A Redis journal with keys of its own (the test's name as prefix)."""
+    journal = await RedisJournal.open(redis_server.url, prefix=request.node.name, clock=clock)
+    yield journal
+    await journal.close()
+
+
+@pytest.fixture
 async def sqlite_journal(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteJournal]:
     journal = await SQLiteJournal.open(tmp_path / "journal.sqlite3", clock=clock)
     yield journal
@@ -334,52 +344,43 @@ async def test_redis_going_away_is_a_clear_error_and_its_return_is_picked_up(
 
 
 async def test_redis_keeps_bodies_beside_the_hashes_and_purges_them_too(
-    redis_server: RedisServer, clock: Clock
+    redis_journal: RedisJournal, clock: Clock
 ) -> None:
-    journal = await RedisJournal.open(redis_server.url, prefix="bodies", clock=clock)
-    try:
-        for n in (1, 2):
-            await journal.record(delivery(n))
-        assert await journal._raw.get("{bodies}:b:d-1") == delivery(1).body
-        await journal.claim("c", 5, lease=30)
-        await journal.complete("d-1", "c")
-        clock.now += 10
-        assert await journal.purge(finished_before=clock.now) == 1
-        assert await journal._raw.exists("{bodies}:b:d-1") == 0
-        assert await journal._raw.exists("{bodies}:b:d-2") == 1
-    finally:
-        await journal.close()
+    journal = redis_journal
+    for n in (1, 2):
+        await journal.record(delivery(n))
+    assert await journal._raw.get(f"{journal._prefix}b:d-1") == delivery(1).body
+    await journal.claim("c", 5, lease=30)
+    await journal.complete("d-1", "c")
+    clock.now += 10
+    assert await journal.purge(finished_before=clock.now) == 1
+    assert await journal._raw.exists(f"{journal._prefix}b:d-1") == 0
+    assert await journal._raw.exists(f"{journal._prefix}b:d-2") == 1
 
 
 async def test_redis_scripts_flushed_since_loading_are_loaded_again(
-    redis_server: RedisServer,
+    redis_journal: RedisJournal,
 ) -> None:
-    journal = await RedisJournal.open(redis_server.url, prefix="flushed")
-    try:
-        assert await journal.record(delivery(1))
-        await journal._raw.script_flush()
-        assert await journal.record(delivery(2))
-        assert await journal.record(delivery(2)) is False
-        assert len(await journal.claim("c", 5, lease=30)) == 2
-    finally:
-        await journal.close()
+    journal = redis_journal
+    assert await journal.record(delivery(1))
+    await journal._raw.script_flush()
+    assert await journal.record(delivery(2))
+    assert await journal.record(delivery(2)) is False
+    assert len(await journal.claim("c", 5, lease=30)) == 2
 
 
 async def test_a_redis_delivery_whose_body_was_deleted_fails_clearly(
-    redis_server: RedisServer,
+    redis_journal: RedisJournal,
 ) -> None:
-    journal = await RedisJournal.open(redis_server.url, prefix="lost")
-    try:
-        for n in (1, 2):
-            await journal.record(delivery(n))
-        await journal._raw.delete("{lost}:b:d-1")
-        claimed = await journal.claim("c", 5, lease=30)
-        assert [d.id for d in claimed] == ["d-2"]  # the other still runs
-        entry = await journal.get("d-1")
-        assert entry is not None and entry.status is Status.FAILED
-        assert "body is missing from Redis ({lost}:b:d-1)" in (entry.last_error or "")
-    finally:
-        await journal.close()
+    journal = redis_journal
+    for n in (1, 2):
+        await journal.record(delivery(n))
+    await journal._raw.delete(f"{journal._prefix}b:d-1")
+    claimed = await journal.claim("c", 5, lease=30)
+    assert [d.id for d in claimed] == ["d-2"]  # the other still runs
+    entry = await journal.get("d-1")
+    assert entry is not None and entry.status is Status.FAILED
+    assert f"body is missing from Redis ({journal._prefix}b:d-1)" in (entry.last_error or "")
 
 
 def test_redis_passwords_stay_out_of_messages() -> None:
