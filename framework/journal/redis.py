@@ -2,9 +2,10 @@
 
 Work is handed out through a Redis Stream and its consumer group: a delivery accepted by one
 replica can run on another. Each delivery also has a hash (its state and headers), a string
-(its body, kept out of the scripts) and a list (its attempts). A claim carries a lease; the deliveries of a consumer that stops renewing
-it (the replica died) go back on the stream for the living. Every check-and-set is a Lua
-script, so two replicas never both finish or both claim one delivery.
+(its body, kept out of the scripts) and a list (its attempts). A claim carries a lease; the
+deliveries of a consumer that stops renewing it (the replica died) go back on the stream for
+the living. Every check-and-set is a Lua script, so two replicas never both finish or both
+claim one delivery.
 
 Keys share one hash tag (``{framework}`` by default), so they live in one slot of a cluster.
 How durable a recorded delivery is depends on the server's persistence settings: use
@@ -301,19 +302,18 @@ class RedisJournal(ClaimFinisher):
         return [bool(added) for added in new]
 
     async def _record(self, batch: list[Delivery], keys: list[str], args: list[Any]) -> Any:
-        script = self._scripts["record"]
-        for attempt in (1, 2):
-            async with self._raw.pipeline(transaction=True) as pipe:
-                for delivery in batch:  # a duplicate's body is already there: NX keeps it
-                    pipe.set(self._body(delivery.id), delivery.body, nx=True)
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-                try:
-                    return (await pipe.execute())[-1]
-                except NoScriptError:  # Redis restarted (or flushed its scripts) since loaded
-                    if attempt == 2:
-                        raise
-                    await self._raw.script_load(script.script)
-        raise AssertionError("unreachable")
+        try:
+            return await self._record_once(batch, keys, args)
+        except NoScriptError:  # Redis restarted (or flushed its scripts) since it was loaded
+            await self._raw.script_load(self._scripts["record"].script)
+            return await self._record_once(batch, keys, args)
+
+    async def _record_once(self, batch: list[Delivery], keys: list[str], args: list[Any]) -> Any:
+        async with self._raw.pipeline(transaction=True) as pipe:
+            for delivery in batch:  # a duplicate's body is already there: NX keeps it
+                pipe.set(self._body(delivery.id), delivery.body, nx=True)
+            pipe.evalsha(self._scripts["record"].sha, len(keys), *keys, *args)
+            return (await pipe.execute())[-1]
 
     async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
         """Take up to ``limit`` due deliveries, in the order they were recorded."""
