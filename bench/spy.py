@@ -25,7 +25,7 @@ _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 _ROOTS = (
     "runpy",
     "__main__.py",
-    "framework/cli.py",
+    "framework/cli/__init__.py",
     "fake_server.py",
     "uvicorn/main.py",
     "uvicorn/server.py",

@@ -13,7 +13,6 @@
 from framework._version import __version__
 from framework.app import App
 from framework.context import Context
-from framework.delivery import Delivery
 from framework.errors import (
     AuthenticationError,
     ConfigError,
@@ -33,6 +32,7 @@ from framework.errors import (
 )
 from framework.events import Event, parse_event
 from framework.settings import Settings
+from framework.webhooks.delivery import Delivery
 
 __all__ = [
     "App",

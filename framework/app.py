@@ -30,27 +30,30 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from framework._version import __version__
-from framework.app_jwt import AppJWT
-from framework.client import AppAuth, GitHubClient, InstallationAuth, new_http_client
-from framework.config import RepositoryConfigs, config_change
-from framework.delivery import Delivery
+from framework.auth.app_jwt import AppJWT
+from framework.auth.installation_tokens import AccessToken, InstallationTokens, TokenScope
+from framework.auth.private_key import load_private_key
+from framework.client.limits import ClientPolicy, ClientShared
+from framework.client.rest import AppAuth, GitHubClient, InstallationAuth, new_http_client
+from framework.dispatch.dispatcher import Dispatcher
+from framework.dispatch.handler_process import HandlerProcesses
+from framework.dispatch.retry import RetryPolicy
+from framework.dispatch.routing import ANY, Handler, Router
+from framework.dispatch.runner import Runner
+from framework.dispatch.typed_on import TypedOn
 from framework.errors import (
     AuthenticationError,
     ConfigurationError,
     GitHubAPIError,
     Unavailable,
 )
-from framework.events.typed_on import TypedOn
-from framework.handler_process import HandlerProcesses
 from framework.journal import Journal
-from framework.limits import ClientPolicy, ClientShared
-from framework.private_key import load_private_key
-from framework.receive import Receive, Scope, Send, WebhookReceiver
-from framework.routing import ANY, Handler, Router
-from framework.runner import ReceiverLoad, RetryPolicy, Runner, revokes_tokens
+from framework.repo_config import RepositoryConfigs, config_change
 from framework.settings import Settings, load_settings
-from framework.signature import SignatureVerifier
-from framework.tokens import AccessToken, InstallationTokens, TokenScope
+from framework.webhooks.delivery import Delivery
+from framework.webhooks.load import ReceiverLoad
+from framework.webhooks.receiver import Receive, Scope, Send, WebhookReceiver
+from framework.webhooks.signature import SignatureVerifier
 
 F = TypeVar("F", bound=Callable[..., Any])
 Outcome = Literal["accepted", "ignored", "duplicate"]
@@ -59,6 +62,11 @@ Outcome = Literal["accepted", "ignored", "duplicate"]
 PURGE_INTERVAL_SECONDS = 3600.0
 
 logger = logging.getLogger("framework")
+
+
+def revokes_tokens(delivery: Delivery) -> bool:
+    """Whether the delivery says the installation's tokens stopped working."""
+    return delivery.name == "installation" and delivery.action in ("deleted", "suspend")
 
 
 class App(TypedOn):
@@ -73,6 +81,7 @@ class App(TypedOn):
         self.router = Router()
         self._settings = settings
         self._runner: Runner | None = None
+        self._dispatcher: Dispatcher | None = None
         self._handler_processes: HandlerProcesses | None = None
         self._load: ReceiverLoad | None = None  # how busy the receiver is; runners read it
         self._http: httpx.AsyncClient | None = None
@@ -153,7 +162,7 @@ class App(TypedOn):
         if self._runner is None:
             s = self.settings
             self._runner = Runner(
-                self,
+                self.dispatcher.run,
                 s.handler_concurrency,
                 concurrency_under_load=s.handler_concurrency_under_load,
                 load=self._receiver_load(),
@@ -164,6 +173,23 @@ class App(TypedOn):
                 finish_backlog=s.redis_url is None,
             )
         return self._runner
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """Runs one delivery's handlers (the runners call it for each claimed delivery)."""
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(
+                self.router, self, name=self.name, before=self._before_handlers
+            )
+        return self._dispatcher
+
+    async def _before_handlers(self, delivery: Delivery) -> None:
+        # Here, in the process that runs handlers, where tokens and configuration are cached.
+        if delivery.installation_id is not None and revokes_tokens(delivery):
+            await self.forget_installation(delivery.installation_id)
+        change = config_change(delivery)
+        if change is not None:  # a push changed configuration files: drop what read them
+            self.configs.forget(change)
 
     def _receiver_load(self) -> ReceiverLoad:
         if self._load is None:
@@ -240,7 +266,7 @@ class App(TypedOn):
     @property
     def configs(self) -> RepositoryConfigs:
         """Repositories' configuration files as ``ctx.config`` reads them, cached in this
-        process for ``CONFIG_CACHE_SECONDS`` (see :mod:`framework.config`)."""
+        process for ``CONFIG_CACHE_SECONDS`` (see :mod:`framework.repo_config`)."""
         if self._configs is None:
             self._configs = RepositoryConfigs(ttl=self.settings.config_cache_seconds)
         return self._configs
@@ -307,8 +333,8 @@ class App(TypedOn):
             )
         import redis.asyncio as aioredis
 
+        from framework.auth.token_cache import RedisTokenCache, cache_key
         from framework.journal.redis import RedisJournal
-        from framework.token_cache import RedisTokenCache, cache_key
 
         url = s.redis_url.get_secret_value()
         journal = await RedisJournal.open(url, prefix=s.redis_prefix)
@@ -362,7 +388,7 @@ class App(TypedOn):
         No signature is checked: this is for tests and ``python -m framework receive``.
         """
         delivery = Delivery.from_payload(delivery_id, name, payload, headers)
-        return await self.runner.run(delivery)
+        return await self.dispatcher.run(delivery)
 
     async def wait_idle(self, within: float = 60.0) -> None:
         """Wait until every delivery stored so far has finished (retries included)."""

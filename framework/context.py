@@ -13,22 +13,49 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Generic, cast, overload
+from typing import Any, Generic, Protocol, cast, overload
 
 from pydantic import BaseModel
 from typing_extensions import TypeVar
 
-from framework.client import GitHubClient
-from framework.delivery import Delivery
+from framework.client.rest import GitHubClient
 from framework.errors import NoInstallation
 from framework.events import Event
-from framework.log import BoundLogger
-
-if TYPE_CHECKING:
-    from framework.app import App
+from framework.observe.log import BoundLogger
+from framework.repo_config import RepositoryConfigs
+from framework.settings import Settings
+from framework.webhooks.delivery import Delivery
 
 E = TypeVar("E", bound=Event, default=Event, covariant=True)
 M = TypeVar("M", bound=BaseModel)
+
+
+class Clients(Protocol):
+    """What a context needs from the bot: its clients and its configuration cache.
+
+    The :class:`~framework.app.App` is one; a context never needs the whole App.
+    """
+
+    name: str
+
+    @property
+    def settings(self) -> Settings:
+        """The bot's settings."""
+        ...
+
+    @property
+    def github(self) -> GitHubClient:
+        """The app's own client (JWT), for ``/app/...`` endpoints."""
+        ...
+
+    @property
+    def configs(self) -> RepositoryConfigs:
+        """Repositories' configuration files, cached."""
+        ...
+
+    def installation_client(self, installation_id: int) -> GitHubClient:
+        """A client acting as the installation."""
+        ...
 
 
 class Context(Generic[E]):
@@ -36,8 +63,9 @@ class Context(Generic[E]):
 
     __slots__ = ("_github", "_loop", "app", "delivery", "log")
 
-    def __init__(self, app: App, delivery: Delivery, log: BoundLogger) -> None:
+    def __init__(self, app: Clients, delivery: Delivery, log: BoundLogger) -> None:
         self.app = app
+        """The bot's clients: ``ctx.app.github`` is the app's own (JWT) client."""
         self.delivery = delivery
         self.log = log
         """A logger bound to the delivery id, event, action and installation."""
@@ -175,7 +203,7 @@ class Context(Generic[E]):
 
         Read from the default branch, else from the owner's ``.github`` repository, following
         ``_extends``; ``default`` lies under it, and ``model`` validates it. None when there is
-        no file and no default. Cached; see :mod:`framework.config`. Raises
+        no file and no default. Cached; see :mod:`framework.repo_config`. Raises
         :class:`~framework.errors.ConfigError` for a file that cannot be used.
 
         >>> labeler = await ctx.config("labeler.yml", default={}, model=Labeler)  # doctest: +SKIP

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from framework.signature import sign
 from framework.testing.fake_github import generate_app_key
+from framework.webhooks.signature import sign
 
 ROOT = Path(__file__).parent.parent
 PAYLOADS = ROOT / "tests" / "fixtures" / "payloads"

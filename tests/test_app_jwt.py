@@ -3,7 +3,7 @@
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from framework.app_jwt import AppJWT, jwt_claims
+from framework.auth.app_jwt import AppJWT, jwt_claims
 
 
 def test_claims_backdate_iat_and_expire_within_ten_minutes_of_issue() -> None:

@@ -24,8 +24,8 @@ from framework import (
     Settings,
     ValidationFailed,
 )
-from framework.client import GitHubClient
-from framework.limits import ClientShared
+from framework.client.limits import ClientShared
+from framework.client.rest import GitHubClient
 from framework.testing import ApiRequest, FakeGitHub, Reply, serve_async
 from tests.support import APP_ID, INSTALLATION, PEM, PUBLIC, REPO, issue_opened
 

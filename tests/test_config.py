@@ -11,7 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from framework import App, ConfigError, Context
-from framework.config import (
+from framework.observe.log import bind
+from framework.repo_config import (
     MAX_EXTENDS,
     ConfigChange,
     ConfigFile,
@@ -21,9 +22,8 @@ from framework.config import (
     parse_extends,
     push_change,
 )
-from framework.delivery import Delivery
-from framework.log import bind
 from framework.testing import FakeGitHub, serve_async
+from framework.webhooks.delivery import Delivery
 from tests.support import APP_ID, PAYLOADS, PUBLIC, issue_opened
 from tests.test_dispatch import deliver, new_app
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from framework import App, Context, Settings
-from framework.delivery import Delivery
 from framework.events import IssueCommentCreated, PullRequestOpened, PushEvent
-from framework.log import JSONFormatter, PrettyFormatter, bind
+from framework.observe.log import JSONFormatter, PrettyFormatter, bind
+from framework.webhooks.delivery import Delivery
 
 PAYLOADS = Path(__file__).parent / "fixtures" / "payloads"
 

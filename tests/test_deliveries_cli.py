@@ -11,9 +11,9 @@ import pytest
 
 from framework import App, Settings
 from framework.cli import main
-from framework.delivery import Delivery
 from framework.journal.sqlite import SQLiteJournal
 from framework.testing import FakeGitHub, serve_async
+from framework.webhooks.delivery import Delivery
 from tests.support import APP_ID, PEM, ROOT, SECRET, issue_opened, signed, start_bot
 from tests.test_handler_process import labelled
 

@@ -16,8 +16,8 @@ from starlette.routing import Mount
 
 from framework import App, Context, Delivery, NoInstallation, Settings
 from framework.events import IssuesOpened, PingEvent
-from framework.signature import sign
 from framework.testing import FakeGitHub, serve, serve_async
+from framework.webhooks.signature import sign
 from tests.support import INSTALLATION, PEM, PUBLIC, REPO, SECRET, issue_opened, signed
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from framework import App, Context, Settings
 from framework.events import IssuesOpened
-from framework.signature import sign
 from framework.testing import FakeGitHub, serve_async
+from framework.webhooks.signature import sign
 from tests.support import INSTALLATION, PEM, REPO, SECRET, issue_opened, signed
 
 

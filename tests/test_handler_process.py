@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from framework.delivery import Delivery
-from framework.handler_process import encode_frame, read_frame, serve_receiver
+from framework.dispatch.handler_process import encode_frame, read_frame, serve_receiver
 from framework.testing import FakeGitHub
+from framework.webhooks.delivery import Delivery
 from tests.support import ROOT, issue_opened, signed, start_bot
 from tests.test_dispatch import held_handlers, new_app
 
@@ -144,9 +144,10 @@ async def test_a_handler_process_starts_few_handlers_while_the_receiver_says_bus
     app = new_app(handler_concurrency=4, handler_concurrency_under_load=1)
     started, release = held_handlers(app)
     ours, theirs = socket.socketpair()
-    child = asyncio.create_task(serve_receiver(app, theirs))  # the handler process's side
-    reader, writer = await asyncio.open_unix_connection(sock=ours)
     journal = await app.open_journal()
+    # the handler process's side
+    child = asyncio.create_task(serve_receiver(app.runner, journal, theirs, grace=5.0))
+    reader, writer = await asyncio.open_unix_connection(sock=ours)
     writer.write(encode_frame(("load", True)))  # the receiver is taking a burst
     for n in range(4):
         assert await journal.record(Delivery.from_payload(f"d{n}", "issues", issue_opened(n)))
@@ -163,6 +164,7 @@ async def test_a_handler_process_starts_few_handlers_while_the_receiver_says_bus
     writer.write(encode_frame(("stop", 5.0)))
     assert await read_frame(reader) == ("stopped", [])
     await child
+    await app.close()
     writer.close()
 
 

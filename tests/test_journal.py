@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from framework.delivery import Delivery
 from framework.journal import Journal, JournalUnavailable, Status
 from framework.journal.redis import RedisJournal, redact
 from framework.journal.sqlite import SQLiteJournal
+from framework.webhooks.delivery import Delivery
 from tests.support import RedisServer, issue_opened
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from framework.auth.private_key import load_private_key, parse_private_key
 from framework.errors import ConfigurationError
-from framework.private_key import load_private_key, parse_private_key
 
 
 def test_pem_text(private_pem: str) -> None:

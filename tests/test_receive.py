@@ -8,8 +8,8 @@ import pytest
 
 from framework.errors import InvalidPayload, MissingHeader, SignatureMismatch
 from framework.events.parse import decode_payload, decode_routing
-from framework.receive import RefusalLog, read_delivery
-from framework.signature import SignatureVerifier, sign
+from framework.webhooks.receiver import RefusalLog, read_delivery
+from framework.webhooks.signature import SignatureVerifier, sign
 
 SECRET = "s3cret"
 VERIFIER = SignatureVerifier([SECRET])

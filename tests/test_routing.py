@@ -2,7 +2,7 @@
 
 import pytest
 
-from framework.routing import Router, check_event_key
+from framework.dispatch.routing import Router, check_event_key
 
 
 def h1(ctx: object) -> None: ...

@@ -3,7 +3,7 @@
 import pytest
 
 from framework.errors import SignatureMismatch
-from framework.signature import SignatureVerifier, sign
+from framework.webhooks.signature import SignatureVerifier, sign
 
 SECRET = "It's a Secret to Everybody"
 BODY = b"Hello, World!"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from framework.token_cache import RedisTokenCache, cache_key
-from framework.tokens import AccessToken, InstallationTokens, TokenScope
+from framework.auth.installation_tokens import AccessToken, InstallationTokens, TokenScope
+from framework.auth.token_cache import RedisTokenCache, cache_key
 from tests.support import RedisServer
 
 

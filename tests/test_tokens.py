@@ -5,8 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from framework.auth.installation_tokens import (
+    AccessToken,
+    InstallationTokens,
+    TokenScope,
+    parse_expires_at,
+)
 from framework.errors import AuthenticationError
-from framework.tokens import AccessToken, InstallationTokens, TokenScope, parse_expires_at
 
 
 def test_expires_at_as_github_and_atomgit_send_it() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from mypy import api
 
-from framework.events import generate_typed_on
+from framework.dispatch import generate_typed_on
 from tests.support import ROOT
 
 BOT = """
@@ -37,7 +37,7 @@ def plain(ctx: Context) -> None: ...
 def test_the_generated_overloads_match_the_event_models() -> None:
     current = Path(generate_typed_on.__file__).with_name("typed_on.py").read_text()
     assert current == generate_typed_on.render(), (
-        "typed_on.py is stale: run python -m framework.events.generate_typed_on"
+        "typed_on.py is stale: run python -m framework.dispatch.generate_typed_on"
     )
 
 

@@ -22,8 +22,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from framework.delivery import Delivery
 from framework.errors import Unavailable
+from framework.webhooks.delivery import Delivery
 
 
 class JournalUnavailable(Unavailable):

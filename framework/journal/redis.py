@@ -25,9 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from framework.delivery import Delivery
 from framework.journal import Attempt, ClaimFinisher, Entry, JournalUnavailable, Status
 from framework.journal.batch import Batcher
+from framework.webhooks.delivery import Delivery
 
 logger = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from framework.delivery import Delivery
 from framework.journal import Attempt, ClaimFinisher, Entry, JournalUnavailable, Status
 from framework.journal.batch import Batcher
 from framework.journal.bodies import BodyLog, BodyLost
+from framework.webhooks.delivery import Delivery
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ receiver, and is awaited until its handlers have finished::
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import tempfile
 import uuid
@@ -33,14 +32,15 @@ import httpx
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from framework.app import App
+from framework.common.encoding import compact_json
 from framework.context import Context
+from framework.dispatch.routing import Handler
 from framework.journal import Entry, Status
-from framework.routing import Handler
 from framework.settings import Settings
-from framework.signature import sign
 from framework.testing.fake_github import FakeGitHub, generate_app_key
 from framework.testing.payloads import INSTALLATION, REPO
 from framework.testing.server import serve_async
+from framework.webhooks.signature import sign
 
 __all__ = ["APP_ID", "DeliveryResult", "DeliveryStatus", "RunningBot", "run_bot"]
 
@@ -133,7 +133,7 @@ class RunningBot:
                 "the action comes from the payload"
             )
         delivery_id = delivery_id or str(uuid.uuid4())
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = compact_json(payload)
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "GitHub-Hookshot/framework-testing",

@@ -34,7 +34,6 @@ handler processes and replicas see the change within ``CONFIG_CACHE_SECONDS``.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import re
 import time
@@ -48,10 +47,11 @@ from urllib.parse import quote
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from framework.client import GitHubClient
-from framework.delivery import Delivery
+from framework.client.rest import GitHubClient
+from framework.common.single_flight import SingleFlight
 from framework.errors import ConfigError, GitHubAPIError
 from framework.events.parse import decode_payload
+from framework.webhooks.delivery import Delivery
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -399,7 +399,7 @@ class RepositoryConfigs:
         self._clock = clock
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._readers: dict[tuple[str, str], set[_Key]] = {}  # file → entries that read it
-        self._inflight: dict[_Key, asyncio.Future[Found]] = {}
+        self._reading: SingleFlight[_Key, Found] = SingleFlight()
         self._changes = 0  # counts forget() calls: a read that straddles one is not kept
 
     def __len__(self) -> int:
@@ -439,13 +439,9 @@ class RepositoryConfigs:
                 self._entries.move_to_end(key)
                 return entry.found
             self._drop(key)
-        future = self._inflight.get(key)
-        if future is None:
-            future = asyncio.ensure_future(self._read_and_keep(key, client, owner, repo, path))
-            self._inflight[key] = future
-            future.add_done_callback(lambda f: self._settled(key, f))
-        # shield: one cancelled reader must not cancel the read the others are waiting for.
-        return await asyncio.shield(future)
+        return await self._reading.run(
+            key, partial(self._read_and_keep, key, client, owner, repo, path)
+        )
 
     async def _read_and_keep(
         self, key: _Key, client: GitHubClient, owner: str, repo: str, path: str
@@ -455,12 +451,6 @@ class RepositoryConfigs:
         if self.ttl > 0 and changes == self._changes:
             self._keep(key, found)
         return found
-
-    def _settled(self, key: _Key, future: asyncio.Future[Found]) -> None:
-        if self._inflight.get(key) is future:
-            del self._inflight[key]
-        if not future.cancelled():
-            future.exception()  # mark retrieved; the readers re-raise it themselves
 
     def _keep(self, key: _Key, found: Found) -> None:
         self._drop(key)

@@ -10,12 +10,12 @@ bytes, on first use.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from framework.common.encoding import compact_json
 from framework.events import Event
 from framework.events.parse import decode_payload, decode_routing, parse_event_json
 
@@ -63,7 +63,7 @@ class Delivery:
     ) -> Delivery:
         """A delivery from an already parsed payload (tests, ``receive``, replays)."""
         action, installation_id = _routing_fields(payload)
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        body = compact_json(payload)
         return cls(id, name, body, action, installation_id, headers or {}, _payload=payload)
 
     @property

@@ -1,6 +1,6 @@
 """Write ``typed_on.py``: one ``App.on`` overload per key of :data:`EVENT_MODELS`.
 
-Run ``python -m framework.events.generate_typed_on`` after adding a model. The overloads let a
+Run ``python -m framework.dispatch.generate_typed_on`` after adding a model. The overloads let a
 type checker tell that ``@app.on("issues.opened")`` hands its handler a
 ``Context[IssuesOpened]``, and flag a handler annotated for another event.
 """
@@ -49,6 +49,9 @@ FOOTER = '''    @overload
     def on(self, events: str | Iterable[str]) -> Any:
         """Decorator: run the function for an event, an ``event.action``, or a list of them.
 
+        >>> from framework import App, Context
+        >>> from framework.events import IssuesOpened
+        >>> app = App()
         >>> @app.on("issues.opened")
         ... async def greet(ctx: Context[IssuesOpened]) -> None: ...
         >>> @app.on(["pull_request.opened", "pull_request.synchronize"])

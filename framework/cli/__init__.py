@@ -15,10 +15,10 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from framework import deliveries_cli
+from framework.cli import deliveries as deliveries_cli
+from framework.cli.loader import load_app
 from framework.errors import ConfigurationError, FrameworkError
-from framework.loader import load_app
-from framework.log import configure_logging
+from framework.observe.log import configure_logging
 from framework.settings import Settings, load_settings
 
 
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     """Serve the bot until SIGINT/SIGTERM, then drain running handlers."""
     import uvicorn
 
-    from framework.serving import DrainingServer
+    from framework.server.serving import DrainingServer
 
     settings = _settings(args)
     problems = settings.problems_for_serving()
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         access_log=False,  # one line per delivery costs more than the delivery itself
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
     )
-    DrainingServer(config, app).run()
+    DrainingServer(config, app.drain).run()
     return 0
 
 
@@ -90,7 +90,13 @@ def receive(args: argparse.Namespace) -> int:
 
 def handle(args: argparse.Namespace) -> int:
     """Run handlers for a receiver (started by ``run``; not for direct use)."""
-    from framework.handler_process import ignore_stop_signals, run_handler_process
+    import socket
+
+    from framework.dispatch.handler_process import (
+        ignore_stop_signals,
+        run_event_loop,
+        serve_receiver,
+    )
 
     ignore_stop_signals()  # before the bot loads: a Ctrl-C then must not kill us half-started
     settings = _settings(args)
@@ -99,7 +105,16 @@ def handle(args: argparse.Namespace) -> int:
     app.configure(settings)
     app.runner.consumer = args.consumer
     app.records_deliveries = False
-    run_handler_process(app, args.fd)
+
+    async def serve() -> None:
+        journal = await app.open_journal()
+        try:
+            sock = socket.socket(fileno=args.fd)
+            await serve_receiver(app.runner, journal, sock, settings.shutdown_grace_seconds)
+        finally:
+            await app.close()
+
+    run_event_loop(serve())
     return 0
 
 

@@ -24,29 +24,23 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import secrets
 import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from framework.config import config_change
-from framework.context import Context
-from framework.delivery import Delivery
-from framework.errors import GitHubAPIError, Unavailable
-from framework.log import bind
-from framework.routing import Handler
+from framework.dispatch.retry import RetryPolicy, describe
+from framework.errors import Unavailable
+from framework.webhooks.delivery import Delivery
+from framework.webhooks.load import ReceiverLoad
 
 if TYPE_CHECKING:
-    from framework.app import App
     from framework.journal import Journal
 
-
-def revokes_tokens(delivery: Delivery) -> bool:
-    """Whether the delivery says the installation's tokens stopped working."""
-    return delivery.name == "installation" and delivery.action in ("deleted", "suspend")
+RunHandlers = Callable[..., Awaitable[list[BaseException]]]
+"""``run(delivery, report=...)``: run a delivery's handlers, return their errors
+(:meth:`framework.dispatch.dispatcher.Dispatcher.run`)."""
 
 
 def consumer_name(pid: int | None = None) -> str:
@@ -54,101 +48,7 @@ def consumer_name(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}:{secrets.token_hex(3)}"
 
 
-logger = logging.getLogger("framework.runner")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When a delivery whose handlers raised runs again.
-
-    >>> RetryPolicy(max_attempts=5, backoff=10, backoff_max=3600).delay(3, [], lambda: 1.0)
-    40.0
-    """
-
-    max_attempts: int = 5
-    backoff: float = 10.0
-    backoff_max: float = 3600.0
-
-    def delay(
-        self,
-        attempt: int,
-        errors: list[BaseException],
-        jitter: Callable[[], float] = random.random,
-    ) -> float:
-        """Seconds to wait after failed attempt number ``attempt``.
-
-        A rate limit waits what GitHub asked (the longest, if several handlers were limited);
-        anything else ``backoff * 2**(attempt-1)``, capped, with the upper half jittered so
-        retries of a burst of failures spread out.
-        """
-        asked = [
-            e.retry_after
-            for e in errors
-            if isinstance(e, GitHubAPIError) and e.retry_after is not None
-        ]
-        if asked:
-            return max(asked) + jitter()  # a second of spread over the platform's own time
-        ceiling: float = min(self.backoff_max, self.backoff * 2.0 ** (attempt - 1))
-        return ceiling / 2 + ceiling / 2 * jitter()
-
-
-def describe(errors: list[BaseException]) -> str:
-    """How a failed attempt's errors are kept in the journal (type and message, no trace)."""
-    return "; ".join(f"{type(e).__name__}: {e}" for e in errors)[:2000]
-
-
-class ReceiverLoad:
-    """Whether the receiver is busy: a request is inside it, or left it under 1 ms ago.
-
-    ``listeners`` hear each change (``True``: busy); handler processes learn of it that way.
-    """
-
-    def __init__(self, quiet_seconds: float = 0.001) -> None:
-        self.quiet_seconds = quiet_seconds
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self.listeners: list[Callable[[bool], None]] = []
-        self._inside = 0
-        self._last_left = 0.0
-        self._check_pending = False
-
-    def enter(self) -> None:
-        """A request entered the receiver."""
-        self._inside += 1
-        if self.idle.is_set():
-            self.set_busy(True)
-
-    def set_busy(self, busy: bool) -> None:
-        """Say the receiver is busy (or idle): here, or as told by the receiving process."""
-        if busy == self.idle.is_set():
-            if busy:
-                self.idle.clear()
-            else:
-                self.idle.set()
-            for listener in self.listeners:
-                listener(busy)
-
-    def leave(self) -> None:
-        """A request left the receiver."""
-        self._inside -= 1
-        if self._inside == 0:
-            loop = asyncio.get_running_loop()
-            self._last_left = loop.time()
-            if not self._check_pending:
-                self._check_pending = True
-                loop.call_later(self.quiet_seconds, self._check)
-
-    def _check(self) -> None:
-        self._check_pending = False
-        if self._inside:
-            return  # the request inside will schedule the next check when it leaves
-        loop = asyncio.get_running_loop()
-        remaining = self._last_left + self.quiet_seconds - loop.time()
-        if remaining > 0:
-            self._check_pending = True
-            loop.call_later(remaining, self._check)
-        else:
-            self.set_busy(False)
+logger = logging.getLogger("framework.dispatch.runner")
 
 
 class Runner:
@@ -156,7 +56,7 @@ class Runner:
 
     def __init__(
         self,
-        app: App,
+        run: RunHandlers,
         concurrency: int,
         *,
         concurrency_under_load: int = 2,
@@ -167,7 +67,7 @@ class Runner:
         consumer: str | None = None,
         finish_backlog: bool = True,
     ) -> None:
-        self.app = app
+        self.run = run
         self.finish_backlog = finish_backlog
         """On stop, also run what is due within the grace period (one bot on SQLite); with
         replicas (Redis), leave it to them."""
@@ -322,71 +222,6 @@ class Runner:
             logger.warning(
                 "delivery %s ran past its lease and was handed to another consumer", delivery.id
             )
-
-    async def run(self, delivery: Delivery, *, report: bool = True) -> list[BaseException]:
-        """Run the delivery's handlers now and wait for them; return the errors they raised.
-
-        With ``report``, the ``on_error`` handlers see each error (the delivery's last attempt).
-        """
-        if delivery.installation_id is not None and revokes_tokens(delivery):
-            # Here, where the tokens are cached (the handler process, or this one).
-            await self.app.forget_installation(delivery.installation_id)
-        change = config_change(delivery)
-        if change is not None:  # a push changed configuration files: drop what read them
-            self.app.configs.forget(change)
-        handlers = self.app.router.match(delivery.name, delivery.action)
-        if not handlers:
-            return []
-        log = bind(
-            logging.getLogger(self.app.name),
-            delivery=delivery.id,
-            event=delivery.key,
-            installation=delivery.installation_id,
-        )
-        ctx: Context = Context(self.app, delivery, log)
-        if len(handlers) == 1:
-            error = await self._call(handlers[0], ctx)
-            errors = [error] if error is not None else []
-        else:
-            results = await asyncio.gather(*(self._call(h, ctx) for h in handlers))
-            errors = [e for e in results if e is not None]
-        if report:
-            for error in errors:
-                await self._report(ctx, error)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "handled by %d handler(s), %d failed, %.0f ms after receipt",
-                len(handlers),
-                len(errors),
-                (time.time() - delivery.received_at) * 1000,
-            )
-        return errors
-
-    async def _call(self, handler: Handler, ctx: Context) -> BaseException | None:
-        try:
-            if handler.is_async:
-                await handler.fn(ctx)
-            else:
-                await asyncio.to_thread(handler.fn, ctx)
-        except Exception as exc:
-            ctx.log.exception(
-                "handler %s failed (attempt %d)",
-                handler.name,
-                ctx.delivery.attempt,
-                extra={"handler": handler.name},
-            )
-            return exc
-        return None
-
-    async def _report(self, ctx: Context, error: BaseException) -> None:
-        for on_error in self.app.router.error_handlers:
-            try:
-                if on_error.is_async:
-                    await on_error.fn(ctx, error)
-                else:
-                    await asyncio.to_thread(on_error.fn, ctx, error)
-            except Exception:
-                ctx.log.exception("on_error handler %s failed", on_error.name)
 
     async def stop(self, grace: float) -> list[str]:
         """Stop claiming, give running handlers ``grace`` seconds, then cancel the rest.

@@ -12,19 +12,19 @@ delivery passes through it and GitHub's 10 s deadline is measured against it.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from framework.delivery import Delivery
+from framework.common.encoding import compact_json
 from framework.errors import InvalidPayload, MissingHeader, PayloadTooLarge, WebhookError
-from framework.runner import ReceiverLoad
-from framework.signature import SignatureVerifier
+from framework.webhooks.delivery import Delivery
+from framework.webhooks.load import ReceiverLoad
+from framework.webhooks.signature import SignatureVerifier
 
-logger = logging.getLogger("framework.receive")
+logger = logging.getLogger("framework.webhooks.receiver")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -65,10 +65,6 @@ def read_delivery(
     return Delivery.from_body(delivery_id, name, body, headers)
 
 
-def _json_body(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
-
-
 class RefusalLog:
     """Logs refusals at most once a second per status, counting the ones it held back.
 
@@ -99,9 +95,9 @@ class RefusalLog:
         )
 
 
-_ACCEPTED = _json_body({"ok": True})
-_IGNORED = _json_body({"ok": True, "handled": False})
-_DUPLICATE = _json_body({"ok": True, "duplicate": True})
+_ACCEPTED = compact_json({"ok": True})
+_IGNORED = compact_json({"ok": True, "handled": False})
+_DUPLICATE = compact_json({"ok": True, "duplicate": True})
 
 
 class WebhookReceiver:
@@ -122,7 +118,7 @@ class WebhookReceiver:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
-            await _respond(send, 405, _json_body({"error": "use POST"}), [(b"allow", b"POST")])
+            await _respond(send, 405, compact_json({"error": "use POST"}), [(b"allow", b"POST")])
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         self._load.enter()
@@ -134,7 +130,7 @@ class WebhookReceiver:
             outcome = await self._accept(delivery)
         except WebhookError as exc:
             self._refusals.refused(exc, headers.get("x-github-delivery"))
-            await _respond(send, exc.status, _json_body({"error": exc.public()}))
+            await _respond(send, exc.status, compact_json({"error": exc.public()}))
             return
         finally:
             self._load.leave()

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.exceptions import RedisError
 
-from framework.tokens import AccessToken, TokenScope
+from framework.auth.installation_tokens import AccessToken, TokenScope
 
-logger = logging.getLogger("framework.token_cache")
+logger = logging.getLogger("framework.auth.token_cache")
 
 LOCK_SECONDS = 30.0  # a minting process that dies frees the lock after this
 POLL_SECONDS = 0.05
@@ -47,7 +47,7 @@ def cache_key(secret_material: bytes) -> Fernet:
 
 
 class RedisTokenCache:
-    """The shared half of :class:`~framework.tokens.InstallationTokens`."""
+    """The shared half of :class:`~framework.auth.installation_tokens.InstallationTokens`."""
 
     def __init__(
         self,

@@ -34,12 +34,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from framework.runner import consumer_name
+from framework.dispatch.runner import Runner, consumer_name
 
 if TYPE_CHECKING:
-    from framework.app import App
+    from framework.journal import Journal
 
-logger = logging.getLogger("framework.handler_process")
+logger = logging.getLogger("framework.dispatch.handler_process")
 
 _LENGTH = struct.Struct(">I")
 RESTART_DELAY_SECONDS = 1.0
@@ -221,11 +221,14 @@ class HandlerProcesses:
         return unfinished
 
 
-async def serve_receiver(app: App, sock: socket.socket) -> None:
-    """The handler process's side: claim and run work until the receiver says stop."""
+async def serve_receiver(
+    runner: Runner, journal: Journal, sock: socket.socket, grace: float
+) -> None:
+    """The handler process's side: claim and run work until the receiver says stop.
+
+    If the receiver goes away without saying stop, what runs gets ``grace`` seconds.
+    """
     reader, writer = await asyncio.open_unix_connection(sock=sock)
-    runner = app.runner
-    journal = await app.open_journal()
     await runner.start(journal)
     unfinished: list[str] = []
     while (message := await read_frame(reader)) is not None:
@@ -237,12 +240,11 @@ async def serve_receiver(app: App, sock: socket.socket) -> None:
             unfinished = await runner.stop(float(message[1]))
             break
     else:  # the receiver went away without saying stop: finish what we have
-        unfinished = await runner.stop(app.settings.shutdown_grace_seconds)
+        unfinished = await runner.stop(grace)
     writer.write(encode_frame(("stopped", unfinished)))
     with contextlib.suppress(ConnectionError):
         await writer.drain()
     writer.close()
-    await app.close()
 
 
 def ignore_stop_signals() -> None:
@@ -252,13 +254,8 @@ def ignore_stop_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def run_handler_process(app: App, fd: int) -> None:
-    """Entry point of ``python -m framework handle``: serve the receiver on socket ``fd``."""
-    sock = socket.socket(fileno=fd)
-    _run(serve_receiver(app, sock))
-
-
-def _run(main: Awaitable[None]) -> None:
+def run_event_loop(main: Awaitable[None]) -> None:
+    """Run ``main`` on uvloop (as uvicorn does), or asyncio's loop without it."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]

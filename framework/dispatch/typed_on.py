@@ -426,6 +426,9 @@ class TypedOn:
     def on(self, events: str | Iterable[str]) -> Any:
         """Decorator: run the function for an event, an ``event.action``, or a list of them.
 
+        >>> from framework import App, Context
+        >>> from framework.events import IssuesOpened
+        >>> app = App()
         >>> @app.on("issues.opened")
         ... async def greet(ctx: Context[IssuesOpened]) -> None: ...
         >>> @app.on(["pull_request.opened", "pull_request.synchronize"])

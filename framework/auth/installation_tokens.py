@@ -11,13 +11,14 @@ I/O and is tested without a server.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 
+from framework.common.single_flight import SingleFlight
 from framework.errors import AuthenticationError
 
 REFRESH_MARGIN_SECONDS = 300.0  # a handler that starts now gets a token good for 5 more minutes
@@ -106,7 +107,7 @@ Mint = Callable[[int, TokenScope], Awaitable[AccessToken]]
 
 
 class SharedTokens(Protocol):
-    """A token cache shared between processes (see :mod:`framework.token_cache`)."""
+    """A token cache shared between processes (see :mod:`framework.auth.token_cache`)."""
 
     async def get_or_mint(
         self,
@@ -141,7 +142,7 @@ class InstallationTokens:
         self._margin = margin
         self._clock = clock
         self._cache: dict[tuple[int, TokenScope], AccessToken] = {}
-        self._inflight: dict[tuple[int, TokenScope], asyncio.Future[AccessToken]] = {}
+        self._minting: SingleFlight[tuple[int, TokenScope], AccessToken] = SingleFlight()
         self.shared: SharedTokens | None = None
         """Set with ``REDIS_URL``: other processes' and replicas' tokens, minted once for all."""
 
@@ -151,13 +152,7 @@ class InstallationTokens:
         cached = self._cache.get(key)
         if cached is not None and cached.fresh(self._clock(), self._margin):
             return cached
-        future = self._inflight.get(key)
-        if future is None:
-            future = asyncio.ensure_future(self._mint_and_store(key))
-            self._inflight[key] = future
-            future.add_done_callback(lambda f: self._settled(key, f))
-        # shield: one cancelled waiter must not cancel the mint the others are waiting for.
-        return await asyncio.shield(future)
+        return await self._minting.run(key, partial(self._mint_and_store, key))
 
     async def _mint_and_store(self, key: tuple[int, TokenScope]) -> AccessToken:
         if self.shared is None:
@@ -166,12 +161,6 @@ class InstallationTokens:
             token = await self.shared.get_or_mint(*key, lambda: self._mint(*key), self._margin)
         self._cache[key] = token
         return token
-
-    def _settled(self, key: tuple[int, TokenScope], future: asyncio.Future[AccessToken]) -> None:
-        if self._inflight.get(key) is future:
-            del self._inflight[key]
-        if not future.cancelled():
-            future.exception()  # mark retrieved; the waiters re-raise it themselves
 
     def invalidate(
         self, installation_id: int, token: AccessToken, scope: TokenScope = FULL_ACCESS

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import uvicorn
-
-if TYPE_CHECKING:
-    from framework.app import App
 
 logger = logging.getLogger("framework")
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn, but the first SIGTERM/SIGINT drains the bot before the server stops.
+    """uvicorn, but the first SIGTERM/SIGINT drains the bot (``drain``) before the server stops.
 
     While the handlers finish, ``/readyz`` answers 503 (a load balancer stops sending work),
     ``/healthz`` 200 (nothing restarts the bot mid-drain) and deliveries 503 (GitHub records
@@ -24,9 +22,9 @@ class DrainingServer(uvicorn.Server):
     second signal stops at once; what was still running stays in the journal for next time.
     """
 
-    def __init__(self, config: uvicorn.Config, app: App) -> None:
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[Any]]) -> None:
         super().__init__(config)
-        self.bot = app
+        self._drain_bot = drain
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Future[None] | None = None
 
@@ -48,6 +46,6 @@ class DrainingServer(uvicorn.Server):
     async def _drain_then_exit(self) -> None:
         logger.info("stopping: draining running handlers (/readyz answers 503)")
         try:
-            await self.bot.drain()
+            await self._drain_bot()
         finally:
             self.should_exit = True

@@ -13,28 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Iterable, Mapping
 from typing import Any, TypeVar
 
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
-from framework.app_jwt import AppJWT
+from framework.auth.app_jwt import AppJWT
+from framework.auth.installation_tokens import FULL_ACCESS, InstallationTokens, TokenScope
+from framework.client.limits import ClientShared, RateLimit
+from framework.client.responses import (
+    RETRYABLE_STATUS,
+    error_from_response,
+    page_items,
+    safe_to_repeat,
+)
+from framework.common.backoff import backoff
 from framework.errors import (
-    Forbidden,
-    GitHubAPIError,
     GraphQLError,
     NetworkError,
-    NotFound,
     RateLimited,
-    ServerError,
-    ValidationFailed,
 )
-from framework.limits import SECONDARY_MINIMUM, ClientShared, RateLimit
-from framework.tokens import FULL_ACCESS, InstallationTokens, TokenScope
 
 logger = logging.getLogger(__name__)
 
@@ -70,85 +70,7 @@ def new_http_client(base_url: str, api_version: str, user_agent: str) -> httpx.A
     return client
 
 
-def error_from_response(
-    response: httpx.Response,
-    now: float | None = None,
-    *,
-    secondary_wait: float = SECONDARY_MINIMUM,
-) -> GitHubAPIError:
-    """The typed :class:`GitHubAPIError` for an error response, from its status and body.
-
-    ``secondary_wait``: the wait after a secondary limit that gave no ``retry-after``."""
-    message = documentation_url = None
-    errors: list[dict[str, object]] = []
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        message = body.get("message") if isinstance(body.get("message"), str) else None
-        doc = body.get("documentation_url")
-        documentation_url = doc if isinstance(doc, str) else None
-        listed = body.get("errors")
-        if isinstance(listed, list):
-            errors = [e if isinstance(e, dict) else {"message": str(e)} for e in listed]
-    status = response.status_code
-    secondary = bool(message and "secondary rate limit" in message.lower())
-    wait = retry_after(response, now, secondary=secondary, secondary_wait=secondary_wait)
-    args = (response.request.method, response.request.url.path, status, message, documentation_url)
-    if wait is not None:
-        moment = time.time() if now is None else now
-        return RateLimited(*args, wait, reset_at=moment + wait, secondary=secondary)
-    if status == 404:
-        return NotFound(*args)
-    if status == 403:
-        return Forbidden(*args)
-    if status == 422:
-        return ValidationFailed(*args, errors=errors)
-    if status >= 500:
-        return ServerError(*args)
-    return GitHubAPIError(*args)
-
-
-def retry_after(
-    response: httpx.Response,
-    now: float | None = None,
-    *,
-    secondary: bool = False,
-    secondary_wait: float = SECONDARY_MINIMUM,
-) -> float | None:
-    """How long a rate-limited response asks the client to wait, in seconds; None if it is
-    not rate-limited. ``retry-after`` first, then an exhausted primary limit's reset time, then
-    a minute for a secondary limit that gave neither (GitHub's rule)."""
-    if response.status_code not in (403, 429):
-        return None
-    header = response.headers.get("retry-after")
-    if header is not None and header.strip().isdigit():
-        return float(header)
-    if response.headers.get("x-ratelimit-remaining") == "0":
-        reset = response.headers.get("x-ratelimit-reset", "")
-        if reset.isdigit():
-            return max(0.0, int(reset) - (time.time() if now is None else now))
-    if secondary:
-        return secondary_wait
-    return 60.0 if response.status_code == 429 else None
-
-
-# Requests that may have reached GitHub are retried only when doing them twice is harmless.
-_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-# POSTs that add to a set (labels, assignees, reviewers) or mint a token: twice is once.
-_IDEMPOTENT_POST = re.compile(
-    r"/(labels|assignees|requested_reviewers|access_tokens|markdown|markdown/raw)$"
-)
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
-
-
-def safe_to_repeat(method: str, path: str) -> bool:
-    """Whether sending this request twice has the effect of sending it once."""
-    return method in _IDEMPOTENT_METHODS or (
-        method == "POST" and _IDEMPOTENT_POST.search(path) is not None
-    )
 
 
 class AppAuth(httpx.Auth):
@@ -323,7 +245,7 @@ class GitHubClient:
                 )  # fmt: skip
                 continue
             if (
-                response.status_code in _RETRYABLE_STATUS
+                response.status_code in RETRYABLE_STATUS
                 and repeatable
                 and failures < policy.max_retries
             ):
@@ -352,8 +274,7 @@ class GitHubClient:
 
     async def _back_off(self, method: str, path: str, failures: int, why: str) -> None:
         policy = self.shared.policy
-        ceiling = min(policy.backoff_max, policy.backoff * 2 ** (failures - 1))
-        delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        delay = backoff(failures, base=policy.backoff, cap=policy.backoff_max)
         self.log.warning(
             "%s %s failed (%s); retry %d of %d in %.2f s",
             method, path, why, failures, policy.max_retries, delay,
@@ -442,22 +363,6 @@ class GitHubClient:
         if self._loop is None:
             raise RuntimeError("this client was created outside an event loop")
         return BlockingClient(self, self._loop)
-
-
-_LIST_WRAPPERS = {"total_count", "incomplete_results", "repository_selection"}
-
-
-def page_items(body: Any, path: str) -> list[Any]:
-    """The items of one page: the list itself, or the one list an object wraps them in."""
-    if isinstance(body, list):
-        return body
-    if isinstance(body, dict):
-        if isinstance(body.get("items"), list):
-            return list(body["items"])
-        lists = [v for k, v in body.items() if k not in _LIST_WRAPPERS and isinstance(v, list)]
-        if len(lists) == 1:
-            return list(lists[0])
-    raise ValueError(f"GET {path} did not answer with a list (or an object wrapping one)")
 
 
 def _operation(query: str) -> str:

@@ -1,0 +1,2 @@
+"""Small pieces used across the framework, each done one way: the backoff formula,
+single-flight work, the compact JSON encoding."""

@@ -1,0 +1,105 @@
+"""Running one delivery's handlers: the context they share, their errors kept apart.
+
+A delivery's handlers run concurrently, with one :class:`~framework.context.Context`; one
+handler's exception is logged with the delivery id and stops no other handler. A plain
+(non-async) handler runs in a worker thread. On the delivery's last attempt, the ``on_error``
+handlers see each error.
+
+>>> dispatcher = Dispatcher(app.router, app, name="bot")  # doctest: +SKIP
+>>> errors = await dispatcher.run(delivery)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from framework.context import Clients, Context
+from framework.dispatch.routing import Handler, Router
+from framework.observe.log import bind
+from framework.webhooks.delivery import Delivery
+
+
+class Dispatcher:
+    """Runs deliveries' handlers, found by ``router``, with contexts over ``clients``.
+
+    ``before`` runs first for every delivery, handlers or not (the App drops cached tokens of
+    a revoked installation and configuration a push changed, in the process that runs
+    handlers, where those caches live).
+    """
+
+    def __init__(
+        self,
+        router: Router,
+        clients: Clients,
+        *,
+        name: str = "bot",
+        before: Callable[[Delivery], Awaitable[None]] | None = None,
+    ) -> None:
+        self.router = router
+        self.clients = clients
+        self.before = before
+        self._logger = logging.getLogger(name)
+
+    async def run(self, delivery: Delivery, *, report: bool = True) -> list[BaseException]:
+        """Run the delivery's handlers now and wait for them; return the errors they raised.
+
+        With ``report``, the ``on_error`` handlers see each error (the delivery's last attempt).
+        """
+        if self.before is not None:
+            await self.before(delivery)
+        handlers = self.router.match(delivery.name, delivery.action)
+        if not handlers:
+            return []
+        log = bind(
+            self._logger,
+            delivery=delivery.id,
+            event=delivery.key,
+            installation=delivery.installation_id,
+        )
+        ctx: Context = Context(self.clients, delivery, log)
+        if len(handlers) == 1:
+            error = await self._call(handlers[0], ctx)
+            errors = [error] if error is not None else []
+        else:
+            results = await asyncio.gather(*(self._call(h, ctx) for h in handlers))
+            errors = [e for e in results if e is not None]
+        if report:
+            for error in errors:
+                await self._report(ctx, error)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "handled by %d handler(s), %d failed, %.0f ms after receipt",
+                len(handlers),
+                len(errors),
+                (time.time() - delivery.received_at) * 1000,
+            )
+        return errors
+
+    async def _call(self, handler: Handler, ctx: Context) -> BaseException | None:
+        try:
+            if handler.is_async:
+                await handler.fn(ctx)
+            else:
+                await asyncio.to_thread(handler.fn, ctx)
+        except Exception as exc:
+            ctx.log.exception(
+                "handler %s failed (attempt %d)",
+                handler.name,
+                ctx.delivery.attempt,
+                extra={"handler": handler.name},
+            )
+            return exc
+        return None
+
+    async def _report(self, ctx: Context, error: BaseException) -> None:
+        for on_error in self.router.error_handlers:
+            try:
+                if on_error.is_async:
+                    await on_error.fn(ctx, error)
+                else:
+                    await asyncio.to_thread(on_error.fn, ctx, error)
+            except Exception:
+                ctx.log.exception("on_error handler %s failed", on_error.name)

@@ -1,0 +1,1 @@
+"""Serving the bot: uvicorn that drains on the first stop signal, health and readiness."""
