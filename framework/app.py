@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -31,23 +32,19 @@ from starlette.routing import Route
 
 from framework._version import __version__
 from framework.auth.app_jwt import AppJWT
-from framework.auth.installation_tokens import AccessToken, InstallationTokens, TokenScope
-from framework.auth.private_key import load_private_key
-from framework.client.limits import ClientPolicy, ClientShared
-from framework.client.rest import AppAuth, GitHubClient, InstallationAuth, new_http_client
+from framework.client.limits import ClientShared
+from framework.client.rest import GitHubClient
 from framework.dispatch.dispatcher import Dispatcher
 from framework.dispatch.handler_process import HandlerProcesses
 from framework.dispatch.retry import RetryPolicy
 from framework.dispatch.routing import ANY, Handler, Router
 from framework.dispatch.runner import Runner
 from framework.dispatch.typed_on import TypedOn
-from framework.errors import (
-    AuthenticationError,
-    ConfigurationError,
-    GitHubAPIError,
-    Unavailable,
-)
+from framework.errors import ConfigurationError, NoInstallation, Unavailable
 from framework.journal import Journal
+from framework.platforms import ALL_EVENTS, PLATFORMS
+from framework.platforms.connections import AppConnection, Connection, connect
+from framework.platforms.github import revokes_tokens
 from framework.repo_config import RepositoryConfigs, config_change
 from framework.settings import Settings, load_settings
 from framework.webhooks.delivery import Delivery
@@ -64,13 +61,8 @@ PURGE_INTERVAL_SECONDS = 3600.0
 logger = logging.getLogger("framework")
 
 
-def revokes_tokens(delivery: Delivery) -> bool:
-    """Whether the delivery says the installation's tokens stopped working."""
-    return delivery.name == "installation" and delivery.action in ("deleted", "suspend")
-
-
 class App(TypedOn):
-    """A GitHub App bot: handlers by event, and the clients they need.
+    """A bot: handlers by event, and the clients they need, on every platform it serves.
 
     ``settings`` defaults to reading the environment (and ``.env``) when first needed, so a
     bot module can create its ``App()`` at import time.
@@ -78,18 +70,15 @@ class App(TypedOn):
 
     def __init__(self, settings: Settings | None = None, *, name: str = "bot") -> None:
         self.name = name
-        self.router = Router()
+        self.router = Router(known_events=ALL_EVENTS)
         self._settings = settings
         self._runner: Runner | None = None
         self._dispatcher: Dispatcher | None = None
         self._handler_processes: HandlerProcesses | None = None
         self._load: ReceiverLoad | None = None  # how busy the receiver is; runners read it
-        self._http: httpx.AsyncClient | None = None
-        self._jwt: AppJWT | None = None
-        self._tokens = InstallationTokens(self._mint_token)
-        self._client_shared: ClientShared | None = None
+        self._connections: dict[str, Connection] = {}
         self._configs: RepositoryConfigs | None = None
-        self._receiver: WebhookReceiver | None = None
+        self._receivers: dict[str, WebhookReceiver] = {}
         self._starlette: Starlette | None = None
         self._journal: Journal | None = None
         self._journal_lock: asyncio.Lock | None = None
@@ -101,9 +90,12 @@ class App(TypedOn):
 
     # Registering handlers -------------------------------------------------------------
 
-    def _register(self, events: str | Iterable[str]) -> Callable[[F], F]:
+    def _register(self, events: str | Iterable[str], platform: str | None) -> Callable[[F], F]:
+        if platform is not None and platform not in PLATFORMS:
+            raise ValueError(f"{platform!r} is not a platform: use one of {sorted(PLATFORMS)}")
+
         def decorator(fn: F) -> F:
-            self.router.add(events, fn)
+            self.router.add(events, fn, platform=platform)
             return fn
 
         return decorator
@@ -134,24 +126,17 @@ class App(TypedOn):
         :meth:`close` was awaited): a test suite serves one module-level app in test after
         test, each against its own fake GitHub and journal.
         """
-        in_use = (
-            self._journal is not None
-            or (self._http is not None and not self._http.is_closed)
-            or (self._runner is not None and self._runner.started)
-        )
+        in_use = self._journal is not None or (self._runner is not None and self._runner.started)
         if in_use:
             raise RuntimeError("configure() cannot be called while the app serves requests")
         self._settings = settings
         # Everything built from the old settings, or bound to the event loop that served
         # with them, is built again on first use.
         self._runner = None
-        self._jwt = None
-        self._http = None
-        self._tokens = InstallationTokens(self._mint_token)
-        self._client_shared = None
+        self._connections = {}
         self._configs = None
         self._load = None
-        self._receiver = None
+        self._receivers = {}
         self._starlette = None
         self._journal_lock = None
         self.draining = False
@@ -184,9 +169,10 @@ class App(TypedOn):
         return self._dispatcher
 
     async def _before_handlers(self, delivery: Delivery) -> None:
-        # Here, in the process that runs handlers, where tokens and configuration are cached.
-        if delivery.installation_id is not None and revokes_tokens(delivery):
-            await self.forget_installation(delivery.installation_id)
+        # Here, in the process that runs handlers, where tokens and configuration are cached:
+        # a revoked installation's tokens dropped, the installation of a delivery that names
+        # none looked up.
+        await self.connection(delivery.platform).prepare(delivery)
         change = config_change(delivery)
         if change is not None:  # a push changed configuration files: drop what read them
             self.configs.forget(change)
@@ -196,31 +182,38 @@ class App(TypedOn):
             self._load = ReceiverLoad()  # created in the loop that serves requests
         return self._load
 
+    def connection(self, platform: str = "github") -> Connection:
+        """This bot's connection to ``platform``: its pool, credentials and clients."""
+        found = self._connections.get(platform)
+        if found is None:
+            agent = f"{self.name} (framework/{__version__})"
+            found = connect(platform, self.settings, agent, author=self.name)
+            self._connections[platform] = found
+        return found
+
+    def _app_connection(self, platform: str = "github") -> AppConnection:
+        found = self.connection(platform)
+        if not isinstance(found, AppConnection):
+            raise NoInstallation(f"{platform} has no app installations: use ctx.client")
+        return found
+
     @property
     def jwt(self) -> AppJWT:
-        """The app's JWT signer, built from ``APP_ID``/``CLIENT_ID`` and the private key."""
-        if self._jwt is None:
-            s = self.settings
-            issuer = s.client_id or s.app_id
-            if not issuer:
-                raise ConfigurationError("APP_ID is not set: the app cannot authenticate")
-            key_text = s.private_key.get_secret_value() if s.private_key else None
-            self._jwt = AppJWT(issuer, load_private_key(key_text, s.private_key_path))
-        return self._jwt
+        """The GitHub App's JWT signer, built from ``APP_ID``/``CLIENT_ID`` and the key."""
+        return self._app_connection().jwt
 
     @property
     def http(self) -> httpx.AsyncClient:
-        """The connection pool every client of this app shares."""
-        if self._http is None or self._http.is_closed:
-            s = self.settings
-            agent = f"{self.name} (framework/{__version__})"
-            self._http = new_http_client(s.github_api_url, s.github_api_version, agent)
-        return self._http
+        """The connection pool every GitHub client of this app shares."""
+        return self._app_connection().http
 
     @property
     def github(self) -> GitHubClient:
-        """A client authenticated as the app itself (JWT), for ``/app/...`` endpoints."""
-        return GitHubClient(self.http, AppAuth(self.jwt), shared=self.client_shared)
+        """A client authenticated as the GitHub App itself (JWT), for ``/app/...`` endpoints.
+
+        ``app.connection("atomgit").app_client`` is AtomGit's.
+        """
+        return self._app_connection().app_client
 
     def installation_client(
         self,
@@ -229,39 +222,29 @@ class App(TypedOn):
         repositories: Iterable[str] | None = None,
         repository_ids: Iterable[int] | None = None,
         permissions: Mapping[str, str] | None = None,
+        platform: str = "github",
     ) -> GitHubClient:
         """A client acting as an installation, for use outside handlers too.
 
         Narrow it with ``repositories`` / ``repository_ids`` / ``permissions``; its token is
         then minted for that scope only. No request is made until the client is used.
+        ``platform="atomgit"`` for an AtomGit installation.
 
         >>> gh = app.installation_client(await app.installation_id(repo="octo/hello"))
         ...  # doctest: +SKIP
         """
-        scope = TokenScope.of(repositories, repository_ids, permissions)
-        return GitHubClient(
-            self.http,
-            InstallationAuth(self._tokens, installation_id, scope),
-            shared=self.client_shared,
+        return self._app_connection(platform).installation_client(
+            installation_id,
+            repositories=repositories,
+            repository_ids=repository_ids,
+            permissions=permissions,
         )
 
     @property
     def client_shared(self) -> ClientShared:
-        """What every client of this app shares: retry policy, per-installation rate state
-        and pacing, the ETag cache (``GITHUB_*`` settings)."""
-        if self._client_shared is None:
-            s = self.settings
-            self._client_shared = ClientShared(
-                ClientPolicy(
-                    max_retries=s.github_max_retries,
-                    backoff=s.github_retry_backoff_seconds,
-                    max_rate_limit_wait=s.github_max_rate_limit_wait_seconds,
-                    concurrency=s.github_concurrency_per_installation,
-                    points_per_minute=s.github_points_per_minute,
-                    etag_entries=s.github_etag_cache_entries,
-                )
-            )
-        return self._client_shared
+        """What every GitHub client of this app shares: retry policy, per-installation rate
+        state and pacing, the ETag cache (``GITHUB_*`` settings)."""
+        return self._app_connection().shared
 
     @property
     def configs(self) -> RepositoryConfigs:
@@ -272,35 +255,15 @@ class App(TypedOn):
         return self._configs
 
     async def installation_id(
-        self, *, repo: str | None = None, org: str | None = None, user: str | None = None
+        self,
+        *,
+        repo: str | None = None,
+        org: str | None = None,
+        user: str | None = None,
+        platform: str = "github",
     ) -> int:
         """The id of the app's installation on a repository (``"owner/name"``), org or user."""
-        given = [(k, v) for k, v in (("repo", repo), ("org", org), ("user", user)) if v]
-        if len(given) != 1:
-            raise ValueError("name exactly one of repo=, org= or user=")
-        kind, value = given[0]
-        path = {"repo": "/repos/{}/installation", "org": "/orgs/{}/installation"}.get(
-            kind, "/users/{}/installation"
-        )
-        response = await self.github.get(path.format(value))
-        return int(response.json()["id"])
-
-    async def _mint_token(self, installation_id: int, scope: TokenScope) -> AccessToken:
-        body = scope.body()
-        try:
-            response = await self.github.post(
-                f"/app/installations/{installation_id}/access_tokens",
-                json=body if body else None,
-            )
-        except GitHubAPIError as exc:
-            if exc.status == 401:
-                raise AuthenticationError(
-                    f"GitHub refused the app's JWT while minting a token for installation "
-                    f"{installation_id} ({exc.message}): check APP_ID/CLIENT_ID and PRIVATE_KEY"
-                ) from None
-            raise
-        logger.debug("minted an access token for installation %s", installation_id)
-        return AccessToken.from_response(response.json())
+        return await self._app_connection(platform).installation_id(repo=repo, org=org, user=user)
 
     # Receiving and running deliveries --------------------------------------------------
 
@@ -333,16 +296,16 @@ class App(TypedOn):
             )
         import redis.asyncio as aioredis
 
-        from framework.auth.token_cache import RedisTokenCache, cache_key
         from framework.journal.redis import RedisJournal
 
         url = s.redis_url.get_secret_value()
         journal = await RedisJournal.open(url, prefix=s.redis_prefix)
-        if s.private_key is not None or s.private_key_path is not None:
-            self._redis = aioredis.Redis.from_url(url)
-            self._tokens.shared = RedisTokenCache(
-                self._redis, cache_key(self.jwt.key_material()), prefix=s.redis_prefix
-            )
+        for platform in s.enabled_platforms():
+            connection = self.connection(platform)
+            if isinstance(connection, AppConnection) and connection.credentials.issuer:
+                if self._redis is None:
+                    self._redis = aioredis.Redis.from_url(url)
+                connection.share_tokens(self._redis, s.redis_prefix)
         return journal
 
     async def accept(self, delivery: Delivery) -> Outcome:
@@ -353,7 +316,7 @@ class App(TypedOn):
         while stopping, or when the journal cannot store it.
         """
         if (
-            not self.router.match(delivery.name, delivery.action)
+            not self.router.match(delivery.name, delivery.action, delivery.platform)
             and not revokes_tokens(delivery)
             and config_change(delivery) is None  # the handlers' process drops cached config
         ):
@@ -373,7 +336,7 @@ class App(TypedOn):
 
     async def forget_installation(self, installation_id: int) -> None:
         """Drop the cached tokens of an installation (it was deleted or suspended)."""
-        await self._tokens.forget_installation_everywhere(installation_id)
+        await self._app_connection().tokens.forget_installation_everywhere(installation_id)
 
     async def receive(
         self,
@@ -421,18 +384,31 @@ class App(TypedOn):
 
     # Serving ----------------------------------------------------------------------------
 
-    def _verifier(self) -> SignatureVerifier | None:
+    def _verifier(self, platform: str) -> SignatureVerifier | None:
         s = self.settings
-        secrets = s.webhook_secrets()
+        secrets = s.platform_secrets(platform)
         if secrets:
             return SignatureVerifier(secrets, allow_sha1=s.webhook_allow_sha1)
         if s.allow_unsigned_webhooks:
-            logger.warning("ALLOW_UNSIGNED_WEBHOOKS is set: deliveries are NOT verified")
+            logger.warning(
+                "ALLOW_UNSIGNED_WEBHOOKS is set: %s deliveries are NOT verified", platform
+            )
             return None
+        variable = (
+            "WEBHOOK_SECRET" if platform == "github" else f"{platform.upper()}_WEBHOOK_SECRET"
+        )
         raise ConfigurationError(
-            "WEBHOOK_SECRET is not set: set it to the app's webhook secret "
+            f"{variable} is not set: set it to the {platform} webhook secret "
             "(or ALLOW_UNSIGNED_WEBHOOKS=true, for local development only)"
         )
+
+    def webhook_paths(self) -> dict[str, str]:
+        """Where each platform this bot serves receives its deliveries, by platform."""
+        s = self.settings
+        return {
+            name: s.webhook_path if name == "github" else PLATFORMS[name].webhook_path
+            for name in s.enabled_platforms()
+        }
 
     @asynccontextmanager
     async def lifespan(self, _: Starlette) -> AsyncIterator[None]:
@@ -449,7 +425,8 @@ class App(TypedOn):
         else:
             await self.runner.start(journal)
         purger = asyncio.create_task(self._purge_periodically(journal))
-        logger.info("%s ready: deliveries at %s", self.name, self.settings.webhook_path)
+        paths = ", ".join(f"{name} at {path}" for name, path in self.webhook_paths().items())
+        logger.info("%s ready: deliveries from %s", self.name, paths)
         try:
             yield
         finally:
@@ -506,14 +483,21 @@ class App(TypedOn):
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
-        if self._http is not None:
-            await self._http.aclose()
+        for connection in self._connections.values():
+            await connection.close()
 
     def _build(self) -> None:
         s = self.settings
-        self._receiver = WebhookReceiver(
-            self.accept, self._verifier(), s.webhook_max_bytes, self._receiver_load()
-        )
+        self._receivers = {
+            path: WebhookReceiver(
+                self.accept,
+                partial(PLATFORMS[name].read_delivery, verifier=self._verifier(name)),
+                s.webhook_max_bytes,
+                self._receiver_load(),
+                id_headers=PLATFORMS[name].id_headers,
+            )
+            for name, path in self.webhook_paths().items()
+        }
         self._starlette = Starlette(
             routes=[
                 Route("/healthz", _healthz, methods=["GET", "HEAD"]),
@@ -525,9 +509,9 @@ class App(TypedOn):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._starlette is None:
             self._build()
-        if scope["type"] == "http" and scope["path"] == self.settings.webhook_path:
-            assert self._receiver is not None
-            await self._receiver(scope, receive, send)
+        receiver = self._receivers.get(scope["path"]) if scope["type"] == "http" else None
+        if receiver is not None:
+            await receiver(scope, receive, send)
         else:
             assert self._starlette is not None
             await self._starlette(scope, receive, send)

@@ -12,16 +12,20 @@ in a handler annotated ``ctx: Context[IssuesOpened]``::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Protocol, cast, overload
 
 from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from framework.client.rest import GitHubClient
-from framework.errors import NoInstallation
+from framework.errors import NotSupported
 from framework.events import Event
 from framework.observe.log import BoundLogger
+from framework.platforms import PLATFORMS
+from framework.platforms.base import Actions
+from framework.platforms.connections import Connection
+from framework.platforms.tapd import workspace_id
 from framework.repo_config import RepositoryConfigs
 from framework.settings import Settings
 from framework.webhooks.delivery import Delivery
@@ -54,14 +58,18 @@ class Clients(Protocol):
         ...
 
     def installation_client(self, installation_id: int) -> GitHubClient:
-        """A client acting as the installation."""
+        """A client acting as the GitHub installation."""
+        ...
+
+    def connection(self, platform: str) -> Connection:
+        """The bot's connection to a platform (its clients)."""
         ...
 
 
 class Context(Generic[E]):
     """One delivery as seen by its handlers. Shared by every handler of that delivery."""
 
-    __slots__ = ("_github", "_loop", "app", "delivery", "log")
+    __slots__ = ("_client", "_loop", "app", "delivery", "log")
 
     def __init__(self, app: Clients, delivery: Delivery, log: BoundLogger) -> None:
         self.app = app
@@ -69,7 +77,7 @@ class Context(Generic[E]):
         self.delivery = delivery
         self.log = log
         """A logger bound to the delivery id, event, action and installation."""
-        self._github: GitHubClient | None = None
+        self._client: GitHubClient | None = None
         # Plain handlers run in a thread; their client's .sync calls come back to this loop.
         self._loop = asyncio.get_running_loop()
 
@@ -107,25 +115,69 @@ class Context(Generic[E]):
         return self.delivery.installation_id
 
     @property
+    def platform(self) -> str:
+        """Where the delivery came from: ``github``, ``atomgit``, ``coding`` or ``tapd``."""
+        return self.delivery.platform
+
+    @property
+    def client(self) -> GitHubClient:
+        """The delivery's authenticated client, on every platform: an installation's on
+        GitHub and AtomGit, CODING's :class:`~framework.platforms.coding.CodingClient`, TAPD's
+        :class:`~framework.platforms.tapd.TapdClient`.
+
+        Raises :class:`~framework.errors.NoInstallation` for GitHub or AtomGit events not sent
+        for an installation; use ``ctx.app.github`` (the app's own client) there.
+        """
+        if self._client is None:
+            client = self.app.connection(self.platform).client_for(self.delivery)
+            # Bound to this loop (for .sync) and to the delivery's logger (retries name it).
+            self._client = client.bound(self._loop, self.log)
+        return self._client
+
+    @property
     def github(self) -> GitHubClient:
-        """A client authenticated as the event's installation.
+        """A client authenticated as the event's installation, on GitHub and on AtomGit (whose
+        API is GitHub-shaped); ``ctx.client`` is the client on every platform.
 
         Raises :class:`~framework.errors.NoInstallation` for events not sent for an
-        installation; use ``ctx.app.github`` (the app's own client) there.
+        installation, and :class:`~framework.errors.NotSupported` on CODING and TAPD.
         """
-        if self._github is None:
-            installation_id = self.installation_id
-            if installation_id is None:
-                raise NoInstallation(
-                    f"the {self.delivery.key} event was not sent for an installation, so there "
-                    "is no installation client; use ctx.app.github for app-level calls"
-                )
-            client = self.app.installation_client(installation_id)
-            # Bound to this loop (for .sync) and to the delivery's logger (retries name it).
-            self._github = GitHubClient(
-                client.http, client.auth, self._loop, shared=client.shared, log=self.log
+        if self.platform not in ("github", "atomgit"):
+            raise NotSupported(
+                f"ctx.github is GitHub's and AtomGit's client; this delivery came from "
+                f"{self.platform}: use ctx.client"
             )
-        return self._github
+        return self.client
+
+    @property
+    def workspace_id(self) -> int | None:
+        """TAPD: the workspace (project) of the delivery; None elsewhere."""
+        return workspace_id(self.payload) if self.platform == "tapd" else None
+
+    async def comment(self, text: str) -> None:
+        """Comment on the issue, pull request or story of the delivery, on any platform.
+
+        >>> await ctx.comment("Thanks for the report!")  # doctest: +SKIP
+        """
+        await self._actions.comment(self.client, self.payload, text)
+
+    async def add_labels(self, labels: Sequence[str]) -> None:
+        """Add labels to the issue, pull request or story of the delivery, on any platform.
+
+        >>> await ctx.add_labels(["needs-triage"])  # doctest: +SKIP
+        """
+        await self._actions.add_labels(self.client, self.payload, list(labels))
+
+    async def set_status(
+        self, sha: str, state: str, context: str, description: str | None = None
+    ) -> None:
+        """Set a commit status (``error``, ``failure``, ``pending``, ``success``) where the
+        platform has them; :class:`~framework.errors.NotSupported` where it has not."""
+        await self._actions.set_status(self.client, self.payload, sha, state, context, description)
+
+    @property
+    def _actions(self) -> Actions:
+        return PLATFORMS[self.platform].actions
 
     @property
     def repo_full_name(self) -> str:

@@ -76,8 +76,10 @@ class AuthenticationError(FrameworkError):
     """GitHub refused the app's credentials (JWT or installation access token)."""
 
 
-class GitHubAPIError(FrameworkError):
-    """GitHub answered a request with an error status.
+class APIError(FrameworkError):
+    """A platform's API answered a request with an error status (or an error envelope).
+
+    ``GitHubAPIError`` is the same class, by its older name.
 
     The message names the method, the path, the status and GitHub's own ``message`` and
     ``documentation_url``; it never includes the Authorization header. The subclasses say what
@@ -113,6 +115,10 @@ class GitHubAPIError(FrameworkError):
 
     def _detail(self) -> str:
         return ""
+
+
+GitHubAPIError = APIError
+"""The name :class:`APIError` had when the framework spoke only to GitHub."""
 
 
 class NotFound(GitHubAPIError):
@@ -171,6 +177,27 @@ class GraphQLError(FrameworkError):
         types = sorted({str(e["type"]) for e in errors if e.get("type")})
         kind = f" [{', '.join(types)}]" if types else ""
         super().__init__(f"GraphQL {query_name}: {said}{kind}")
+
+
+class CodingAPIError(APIError):
+    """CODING's open API answered with ``Response.Error``: ``code`` is CODING's error code,
+    ``request_id`` the ``RequestId`` to quote to CODING's support."""
+
+    def __init__(self, *args: object, code: str, request_id: str | None) -> None:
+        self.code = code
+        self.request_id = request_id
+        super().__init__(*args)  # type: ignore[arg-type]
+
+    def _detail(self) -> str:
+        return f"code {self.code}" + (f", request {self.request_id}" if self.request_id else "")
+
+
+class TapdAPIError(APIError):
+    """TAPD answered ``{"status": <not 1>, "info": ...}``; ``info`` says why."""
+
+
+class NotSupported(FrameworkError):
+    """The platform of the delivery has no such thing (commit statuses on TAPD, say)."""
 
 
 class NetworkError(FrameworkError):

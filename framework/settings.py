@@ -147,6 +147,34 @@ class Settings(BaseSettings):
         description="How long ctx.config keeps a repository's configuration (0: not kept).",
     )
 
+    # AtomGit apps (seed 000): enabled when any of these is set. ---------------------------
+    atomgit_app_id: str | None = None
+    atomgit_private_key: SecretStr | None = None
+    atomgit_private_key_path: Path | None = None
+    atomgit_webhook_secret: SecretStr | None = None
+    atomgit_api_url: str = "https://api.atomgit.com"
+
+    # CODING (seeds 001, 003): enabled when any of these is set. ------------------------------
+    coding_webhook_secret: SecretStr | None = None
+    coding_token: SecretStr | None = Field(
+        default=None, description="A personal access token (sent as 'Authorization: token')."
+    )
+    coding_team: str | None = Field(default=None, description="The team: {team}.coding.net.")
+    coding_api_url: str | None = Field(
+        default=None, description="The team's REST API (default https://{team}.coding.net)."
+    )
+    coding_open_api_url: str = "https://e.coding.net/open-api"
+
+    # TAPD (seed 002): enabled when any of these is set. -------------------------------------
+    tapd_webhook_secret: SecretStr | None = None
+    tapd_api_user: str | None = None
+    tapd_api_password: SecretStr | None = None
+    tapd_token: SecretStr | None = Field(default=None, description="A bearer token instead.")
+    tapd_api_url: str = "https://api.tapd.cn"
+    tapd_author: str | None = Field(
+        default=None, description="Who comments are posted as (default: the bot's name)."
+    )
+
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["pretty", "json"] = "pretty"
 
@@ -162,9 +190,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with '/'")
         return value
 
-    @field_validator("github_api_url")
+    @field_validator(
+        "github_api_url", "atomgit_api_url", "coding_api_url", "coding_open_api_url", "tapd_api_url"
+    )
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
@@ -177,14 +209,58 @@ class Settings(BaseSettings):
             if s is not None and s.get_secret_value()
         ]
 
+    def platform_secrets(self, platform: str) -> list[str]:
+        """The webhook secrets of a platform (GitHub's: :meth:`webhook_secrets`)."""
+        if platform == "github":
+            return self.webhook_secrets()
+        secret = getattr(self, f"{platform}_webhook_secret")
+        value = secret.get_secret_value() if secret is not None else ""
+        return [value] if value else []
+
+    def enabled_platforms(self) -> list[str]:
+        """The platforms this bot serves: each whose settings are present.
+
+        GitHub's are ``APP_ID``/``CLIENT_ID``, ``PRIVATE_KEY(_PATH)`` and ``WEBHOOK_SECRET``; a
+        bot with none of any platform's serves GitHub (and says what GitHub needs).
+
+        >>> Settings(tapd_webhook_secret="s", _env_file=None).enabled_platforms()
+        ['tapd']
+        """
+        present = {
+            "github": (
+                self.app_id, self.client_id, self.private_key, self.private_key_path,
+                self.webhook_secret,
+            ),
+            "atomgit": (
+                self.atomgit_app_id, self.atomgit_private_key, self.atomgit_private_key_path,
+                self.atomgit_webhook_secret,
+            ),
+            "coding": (self.coding_webhook_secret, self.coding_token, self.coding_team),
+            "tapd": (
+                self.tapd_webhook_secret, self.tapd_api_user, self.tapd_api_password,
+                self.tapd_token,
+            ),
+        }  # fmt: skip
+        enabled = [name for name, values in present.items() if any(v for v in values)]
+        return enabled or ["github"]
+
     def problems_for_serving(self) -> list[str]:
         """What stops this configuration from serving webhooks, one line per problem."""
-        problems = []
-        if not self.webhook_secrets() and not self.allow_unsigned_webhooks:
-            problems.append(
-                "WEBHOOK_SECRET is not set: set it to the app's webhook secret "
-                "(or ALLOW_UNSIGNED_WEBHOOKS=true, for local development only)"
-            )
+        problems: list[str] = []
+        for platform in self.enabled_platforms():
+            problems += getattr(self, f"_{platform}_problems")()
+        return problems
+
+    def _secret_problem(self, platform: str, variable: str, what: str) -> list[str]:
+        if self.platform_secrets(platform) or self.allow_unsigned_webhooks:
+            return []
+        return [
+            f"{variable} is not set: set it to the {what} webhook secret "
+            "(or ALLOW_UNSIGNED_WEBHOOKS=true, for local development only)"
+        ]
+
+    def _github_problems(self) -> list[str]:
+        problems = self._secret_problem("github", "WEBHOOK_SECRET", "app's")
         if not self.app_id and not self.client_id:
             problems.append("APP_ID is not set: set it to the GitHub App's id (or set CLIENT_ID)")
         if self.private_key is None and self.private_key_path is None:
@@ -193,6 +269,47 @@ class Settings(BaseSettings):
                 "(or PRIVATE_KEY_PATH to a file holding it)"
             )
         return problems
+
+    def _atomgit_problems(self) -> list[str]:
+        problems = self._secret_problem("atomgit", "ATOMGIT_WEBHOOK_SECRET", "AtomGit app's")
+        if not self.atomgit_app_id:
+            problems.append("ATOMGIT_APP_ID is not set: set it to the AtomGit app's id")
+        if self.atomgit_private_key is None and self.atomgit_private_key_path is None:
+            problems.append(
+                "ATOMGIT_PRIVATE_KEY is not set: set it to the AtomGit app's PEM private key "
+                "(or ATOMGIT_PRIVATE_KEY_PATH to a file holding it)"
+            )
+        return problems
+
+    def _coding_problems(self) -> list[str]:
+        problems = self._secret_problem("coding", "CODING_WEBHOOK_SECRET", "CODING")
+        if self.coding_token is None:
+            problems.append("CODING_TOKEN is not set: set it to a CODING personal access token")
+        if not self.coding_team and not self.coding_api_url:
+            problems.append(
+                "CODING_TEAM is not set: set it to the team name of {team}.coding.net "
+                "(or CODING_API_URL)"
+            )
+        return problems
+
+    def _tapd_problems(self) -> list[str]:
+        problems = self._secret_problem("tapd", "TAPD_WEBHOOK_SECRET", "TAPD")
+        has_basic = self.tapd_api_user is not None or self.tapd_api_password is not None
+        if has_basic and (self.tapd_api_user is None or self.tapd_api_password is None):
+            missing = "TAPD_API_PASSWORD" if self.tapd_api_user else "TAPD_API_USER"
+            problems.append(f"{missing} is not set: TAPD's API takes both user and password")
+        elif not has_basic and self.tapd_token is None:
+            problems.append(
+                "TAPD_API_USER and TAPD_API_PASSWORD are not set: set them (or TAPD_TOKEN) "
+                "for TAPD's API"
+            )
+        return problems
+
+    def coding_rest_url(self) -> str:
+        """CODING's REST API: ``CODING_API_URL``, else ``https://{CODING_TEAM}.coding.net``."""
+        if self.coding_api_url:
+            return self.coding_api_url
+        return f"https://{self.coding_team or 'team'}.coding.net"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -8,7 +8,8 @@ import pytest
 
 from framework.errors import InvalidPayload, MissingHeader, SignatureMismatch
 from framework.events.parse import decode_payload, decode_routing
-from framework.webhooks.receiver import RefusalLog, read_delivery
+from framework.platforms import GITHUB
+from framework.webhooks.receiver import RefusalLog
 from framework.webhooks.signature import SignatureVerifier, sign
 
 SECRET = "s3cret"
@@ -29,7 +30,7 @@ def headers_for(body: bytes, **extra: str) -> dict[str, str]:
 
 def test_a_signed_json_delivery_is_read() -> None:
     body = json.dumps(PAYLOAD).encode()
-    delivery = read_delivery(headers_for(body), body, VERIFIER)
+    delivery = GITHUB.read_delivery(headers_for(body), body, VERIFIER)
     assert (delivery.id, delivery.name, delivery.action, delivery.key) == (
         "d-1",
         "issues",
@@ -43,7 +44,7 @@ def test_a_signed_json_delivery_is_read() -> None:
 def test_a_form_encoded_delivery_is_read_and_signed_over_the_form_bytes() -> None:
     body = urlencode({"payload": json.dumps(PAYLOAD)}).encode()
     headers = headers_for(body, content_type="application/x-www-form-urlencoded")
-    assert read_delivery(headers, body, VERIFIER).payload == PAYLOAD
+    assert GITHUB.read_delivery(headers, body, VERIFIER).payload == PAYLOAD
 
 
 def test_the_signature_is_checked_before_anything_is_parsed() -> None:
@@ -51,14 +52,14 @@ def test_the_signature_is_checked_before_anything_is_parsed() -> None:
     headers = headers_for(body, x_hub_signature_256="sha256=" + "0" * 64)
     del headers["x-github-event"]
     with pytest.raises(SignatureMismatch):
-        read_delivery(headers, body, VERIFIER)
+        GITHUB.read_delivery(headers, body, VERIFIER)
 
 
 def test_a_body_changed_after_signing_is_refused() -> None:
     body = json.dumps(PAYLOAD).encode()
     headers = headers_for(body)
     with pytest.raises(SignatureMismatch):
-        read_delivery(headers, body.replace(b"42", b"43"), VERIFIER)
+        GITHUB.read_delivery(headers, body.replace(b"42", b"43"), VERIFIER)
 
 
 @pytest.mark.parametrize("missing", ["x-github-event", "x-github-delivery"])
@@ -67,7 +68,7 @@ def test_missing_required_headers_are_named(missing: str) -> None:
     headers = headers_for(body)
     del headers[missing]
     with pytest.raises(MissingHeader, match=missing.title().replace("Github", "GitHub")):
-        read_delivery(headers, body, VERIFIER)
+        GITHUB.read_delivery(headers, body, VERIFIER)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +82,7 @@ def test_missing_required_headers_are_named(missing: str) -> None:
 )
 def test_bodies_that_are_not_json_objects_are_refused(body: bytes, message: str) -> None:
     with pytest.raises(InvalidPayload, match=message):
-        read_delivery(headers_for(body), body, VERIFIER)
+        GITHUB.read_delivery(headers_for(body), body, VERIFIER)
 
 
 @pytest.mark.parametrize(
@@ -120,26 +121,26 @@ def test_a_form_without_payload_is_refused() -> None:
     body = b"other=1"
     headers = headers_for(body, content_type="application/x-www-form-urlencoded")
     with pytest.raises(InvalidPayload, match="no 'payload' field"):
-        read_delivery(headers, body, VERIFIER)
+        GITHUB.read_delivery(headers, body, VERIFIER)
 
 
 def test_an_unknown_content_type_is_refused() -> None:
     body = b"{}"
     with pytest.raises(InvalidPayload, match="unsupported content type 'text/plain'"):
-        read_delivery(headers_for(body, content_type="text/plain"), body, VERIFIER)
+        GITHUB.read_delivery(headers_for(body, content_type="text/plain"), body, VERIFIER)
 
 
 def test_without_a_verifier_unsigned_deliveries_pass() -> None:
     body = b'{"zen": "hi"}'
     headers = headers_for(body)
     del headers["x-hub-signature-256"]
-    assert read_delivery(headers, body, None).payload == {"zen": "hi"}
+    assert GITHUB.read_delivery(headers, body, None).payload == {"zen": "hi"}
 
 
 def test_a_delivery_keeps_the_bytes_not_the_parsed_dict() -> None:
     # A backlog of parsed payloads slows every full garbage collection; bytes cost nothing.
     body = json.dumps(PAYLOAD).encode()
-    delivery = read_delivery(headers_for(body), body, VERIFIER)
+    delivery = GITHUB.read_delivery(headers_for(body), body, VERIFIER)
     assert delivery.body == body
     assert delivery._payload is None
     assert (delivery.action, delivery.installation_id) == ("opened", 42)
@@ -149,7 +150,7 @@ def test_the_typed_event_is_built_from_the_bytes_and_raw_is_still_reachable() ->
     real = json.loads((Path(__file__).parent / "fixtures/payloads/issues.opened.json").read_text())
     real["installation"] = {"id": 7}
     body = json.dumps(real).encode()
-    delivery = read_delivery(headers_for(body), body, VERIFIER)
+    delivery = GITHUB.read_delivery(headers_for(body), body, VERIFIER)
     event = delivery.event
     assert type(event).__name__ == "IssuesOpened"
     assert (event.delivery_id, event.name, event.installation_id) == ("d-1", "issues", 7)
@@ -159,7 +160,7 @@ def test_the_typed_event_is_built_from_the_bytes_and_raw_is_still_reachable() ->
 
 def test_a_payload_that_does_not_fit_its_model_fails_when_used_naming_the_field() -> None:
     body = json.dumps({"action": "opened", "issue": {"title": "no number"}}).encode()
-    delivery = read_delivery(headers_for(body), body, VERIFIER)  # valid JSON: accepted
+    delivery = GITHUB.read_delivery(headers_for(body), body, VERIFIER)  # valid JSON: accepted
     with pytest.raises(InvalidPayload, match=r"issues\.opened payload does not fit IssuesOpened"):
         delivery.event  # noqa: B018
 

@@ -52,16 +52,19 @@ def parse_private_key(text: str, source: str = "PRIVATE_KEY") -> RSAPrivateKey:
     return key
 
 
-def load_private_key(text: str | None, path: Path | None) -> RSAPrivateKey:
-    """The key from ``PRIVATE_KEY`` if set, else from the file named by ``PRIVATE_KEY_PATH``."""
+def load_private_key(
+    text: str | None, path: Path | None, setting: str = "PRIVATE_KEY"
+) -> RSAPrivateKey:
+    """The key from ``PRIVATE_KEY`` if set, else from the file named by ``PRIVATE_KEY_PATH``
+    (``setting`` names them: ``ATOMGIT_PRIVATE_KEY``...)."""
     if text:
-        return parse_private_key(text, "PRIVATE_KEY")
+        return parse_private_key(text, setting)
     if path is not None:
         try:
             content = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigurationError(
-                f"PRIVATE_KEY_PATH: cannot read {path} ({exc.strerror})"
+                f"{setting}_PATH: cannot read {path} ({exc.strerror})"
             ) from None
-        return parse_private_key(content, f"PRIVATE_KEY_PATH ({path})")
-    raise ConfigurationError("PRIVATE_KEY is not set: set it (or PRIVATE_KEY_PATH)")
+        return parse_private_key(content, f"{setting}_PATH ({path})")
+    raise ConfigurationError(f"{setting} is not set: set it (or {setting}_PATH)")

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from framework.errors import GitHubAPIError
+
 Sleep = Callable[[float], Awaitable[None]]
 
 SECONDARY_MINIMUM = 60.0
@@ -184,6 +186,9 @@ class ClientShared:
     clock: Callable[[], float] = time.time
     sleep: Sleep = asyncio.sleep
     states: dict[str, RateState] = field(default_factory=dict)
+    read_error: Callable[..., GitHubAPIError] | None = None
+    """The platform's ``error_from_response`` (None: GitHub's,
+    :func:`framework.client.responses.error_from_response`)."""
     etags: EtagCache = field(init=False)
 
     def __post_init__(self) -> None:

@@ -50,7 +50,7 @@ class Dispatcher:
         """
         if self.before is not None:
             await self.before(delivery)
-        handlers = self.router.match(delivery.name, delivery.action)
+        handlers = self.router.match(delivery.name, delivery.action, delivery.platform)
         if not handlers:
             return []
         log = bind(

@@ -38,16 +38,23 @@ class HandlerDecorator(Protocol[E]):
 class TypedOn:
     """Registration by event name, typed per event and action."""
 
-    def _register(self, events: str | Iterable[str]) -> Callable[[Any], Any]:
+    def _register(
+        self, events: str | Iterable[str], platform: str | None
+    ) -> Callable[[Any], Any]:
         raise NotImplementedError
 
 '''
 
 FOOTER = '''    @overload
-    def on(self, events: str | Iterable[str]) -> HandlerDecorator[Event]: ...
+    def on(
+        self, events: str | Iterable[str], *, platform: str | None = None
+    ) -> HandlerDecorator[Event]: ...
 
-    def on(self, events: str | Iterable[str]) -> Any:
+    def on(self, events: str | Iterable[str], *, platform: str | None = None) -> Any:
         """Decorator: run the function for an event, an ``event.action``, or a list of them.
+
+        It runs for every platform whose event maps there; ``platform="atomgit"`` (or
+        ``"github"``, ``"coding"``, ``"tapd"``) for that platform's deliveries only.
 
         >>> from framework import App, Context
         >>> from framework.events import IssuesOpened
@@ -56,8 +63,10 @@ FOOTER = '''    @overload
         ... async def greet(ctx: Context[IssuesOpened]) -> None: ...
         >>> @app.on(["pull_request.opened", "pull_request.synchronize"])
         ... async def check(ctx: Context) -> None: ...
+        >>> @app.on("story.create", platform="tapd")
+        ... async def welcome(ctx: Context) -> None: ...
         """
-        return self._register(events)
+        return self._register(events, platform)
 '''
 
 
@@ -69,7 +78,8 @@ def render() -> str:
         literal = f'Literal["{key}"]'
         text += (
             f"    @overload\n"
-            f"    def on(self, events: {literal}) -> HandlerDecorator[{cls.__name__}]: ...\n\n"
+            f"    def on(self, events: {literal}, *, platform: str | None = None)"
+            f" -> HandlerDecorator[{cls.__name__}]: ...\n\n"
         )
     return text + FOOTER
 

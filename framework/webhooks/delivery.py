@@ -19,6 +19,36 @@ from framework.common.encoding import compact_json
 from framework.events import Event
 from framework.events.parse import decode_payload, decode_routing, parse_event_json
 
+GITHUB = "github"
+OTHER_PLATFORMS = ("atomgit", "coding", "tapd")
+"""Platforms whose delivery ids carry their name in the journal."""
+
+
+def delivery_key(platform: str, delivery_id: str) -> str:
+    """The journal's key of a platform's delivery: keyed by platform and delivery id.
+
+    GitHub's GUID stays alone, as before there were other platforms (a redelivery across an
+    upgrade is still a duplicate); the others are ``platform:id``.
+
+    >>> delivery_key("github", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    '72d3162e-cc78-11e3-81ab-4c9367dc0958'
+    >>> delivery_key("tapd", "1180173432")
+    'tapd:1180173432'
+    """
+    return delivery_id if platform == GITHUB else f"{platform}:{delivery_id}"
+
+
+def split_delivery_key(key: str) -> tuple[str, str]:
+    """``(platform, delivery id)`` of a key made by :func:`delivery_key`.
+
+    >>> split_delivery_key("tapd:1180173432"), split_delivery_key("72d3162e")
+    (('tapd', '1180173432'), ('github', '72d3162e'))
+    """
+    platform, colon, rest = key.partition(":")
+    if colon and platform in OTHER_PLATFORMS:
+        return platform, rest
+    return GITHUB, key
+
 
 def _routing_fields(payload: Mapping[str, Any]) -> tuple[str | None, int | None]:
     action = payload.get("action")
@@ -65,6 +95,11 @@ class Delivery:
         action, installation_id = _routing_fields(payload)
         body = compact_json(payload)
         return cls(id, name, body, action, installation_id, headers or {}, _payload=payload)
+
+    @property
+    def platform(self) -> str:
+        """Where the delivery came from: ``github``, ``atomgit``, ``coding`` or ``tapd``."""
+        return split_delivery_key(self.id)[0]
 
     @property
     def key(self) -> str:

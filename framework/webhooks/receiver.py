@@ -1,10 +1,9 @@
 """Receiving a webhook: from an HTTP request to a verified :class:`Delivery`, or a refusal.
 
-:func:`read_delivery` is a pure function over (headers, body) that checks, in this order: the
-signature over the raw bytes, the event and delivery headers, the body as a JSON object
-(``application/json``, or the ``payload`` field of a form). :class:`WebhookReceiver` is the
-ASGI endpoint around it: it streams the body up to a cap, answers 202 as soon as a delivery
-is stored in the journal, and leaves running the handlers to the runners.
+:class:`WebhookReceiver` is the ASGI endpoint of one platform's webhook path: it streams the
+body up to a cap, hands (headers, body) to the platform's pure ``read`` (which verifies and
+reads it: :meth:`framework.platforms.base.Platform.read_delivery`), answers 202 as soon as the
+delivery is stored in the journal, and leaves running the handlers to the runners.
 
 It is a bare ASGI callable rather than a Starlette route because it is the hot path: every
 delivery passes through it and GitHub's 10 s deadline is measured against it.
@@ -16,13 +15,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs
 
 from framework.common.encoding import compact_json
-from framework.errors import InvalidPayload, MissingHeader, PayloadTooLarge, WebhookError
+from framework.errors import PayloadTooLarge, WebhookError
 from framework.webhooks.delivery import Delivery
 from framework.webhooks.load import ReceiverLoad
-from framework.webhooks.signature import SignatureVerifier
 
 logger = logging.getLogger("framework.webhooks.receiver")
 
@@ -30,39 +27,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-def read_delivery(
-    headers: Mapping[str, str], body: bytes, verifier: SignatureVerifier | None
-) -> Delivery:
-    """Verify and decode one delivery; raise a :class:`WebhookError` saying what is wrong.
-
-    ``headers`` must have lower-case names. ``verifier`` None skips the signature check
-    (``ALLOW_UNSIGNED_WEBHOOKS``, development only).
-    """
-    if verifier is not None:
-        verifier.verify(body, headers.get("x-hub-signature-256"), headers.get("x-hub-signature"))
-    name = headers.get("x-github-event")
-    if not name:
-        raise MissingHeader("the X-GitHub-Event header is missing")
-    delivery_id = headers.get("x-github-delivery")
-    if not delivery_id:
-        raise MissingHeader("the X-GitHub-Delivery header is missing")
-    content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if content_type == "application/x-www-form-urlencoded":
-        try:
-            fields = parse_qs(body.decode(), strict_parsing=False)
-        except UnicodeDecodeError:
-            raise InvalidPayload("the form body is not valid UTF-8") from None
-        if "payload" not in fields:
-            raise InvalidPayload("the form body has no 'payload' field")
-        body = fields["payload"][0].encode()
-    elif content_type != "application/json" and not content_type.endswith("+json"):
-        raise InvalidPayload(
-            f"unsupported content type {content_type!r}: "
-            "use application/json or application/x-www-form-urlencoded"
-        )
-    return Delivery.from_body(delivery_id, name, body, headers)
 
 
 class RefusalLog:
@@ -106,15 +70,18 @@ class WebhookReceiver:
     def __init__(
         self,
         accept: Callable[[Delivery], Awaitable[str]],
-        verifier: SignatureVerifier | None,
+        read: Callable[[Mapping[str, str], bytes], Delivery],
         max_bytes: int,
         load: ReceiverLoad | None = None,
+        *,
+        id_headers: tuple[str, ...] = ("x-github-delivery",),
     ) -> None:
         self._accept = accept
-        self._verifier = verifier
+        self._read = read
         self._max_bytes = max_bytes
         self._load = load or ReceiverLoad()
         self._refusals = RefusalLog()
+        self._id_headers = id_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -124,12 +91,13 @@ class WebhookReceiver:
         self._load.enter()
         try:
             body = await self._read_body(headers, receive)
-            delivery = read_delivery(headers, body, self._verifier)
+            delivery = self._read(headers, body)
             # Stored durably before the answer. Raises Unavailable (503) while stopping or
             # when the journal cannot store it: GitHub then records a failure, not a lie.
             outcome = await self._accept(delivery)
         except WebhookError as exc:
-            self._refusals.refused(exc, headers.get("x-github-delivery"))
+            said = (headers.get(name) for name in self._id_headers)
+            self._refusals.refused(exc, next((v for v in said if v), None))
             await _respond(send, exc.status, compact_json({"error": exc.public()}))
             return
         finally:

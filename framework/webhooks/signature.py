@@ -38,9 +38,12 @@ class SignatureVerifier:
     """Checks deliveries against one or more secrets.
 
     Several secrets let a secret be rotated without refusing deliveries: configure the new one
-    and the previous one, change the secret on GitHub, then drop the previous one.
+    and the previous one, change the secret on the platform, then drop the previous one.
     ``allow_sha1`` accepts ``X-Hub-Signature`` (HMAC-SHA1) when no sha256 header is present;
     only for senders that cannot sign with sha256.
+
+    Platforms that sign otherwise use :meth:`check` (an HMAC in a header of their own) or
+    :meth:`check_token` (the secret itself, sent in plain text).
     """
 
     def __init__(self, secrets: Sequence[str], *, allow_sha1: bool = False) -> None:
@@ -54,15 +57,24 @@ class SignatureVerifier:
     ) -> None:
         """Return if the body is signed by one of the secrets, else raise SignatureMismatch."""
         if signature_256:
-            header, algorithm = signature_256, "sha256"
+            self.check(body, signature_256, "sha256", "X-Hub-Signature-256")
         elif signature_1 and self.allow_sha1:
-            header, algorithm = signature_1, "sha1"
+            self.check(body, signature_1, "sha1", "X-Hub-Signature")
         elif signature_1:
             raise SignatureMismatch(
                 "only a sha1 signature was sent (X-Hub-Signature) and sha1 is not enabled"
             )
         else:
             raise SignatureMismatch("the X-Hub-Signature-256 header is missing")
+
+    def check(self, body: bytes, header: str | None, algorithm: str, header_name: str) -> None:
+        """Raise SignatureMismatch unless ``header`` is ``<algorithm>=<hex HMAC of body>``
+        under one of the secrets.
+
+        >>> SignatureVerifier(["s"]).check(b"{}", sign(b"{}", "s", "sha1"), "sha1", "X-Sig")
+        """
+        if not header:
+            raise SignatureMismatch(f"the {header_name} header is missing")
         expected = _parse(header, algorithm)
         if expected is None:
             raise SignatureMismatch(f"the signature header is not of the form {algorithm}=<hex>")
@@ -72,3 +84,18 @@ class SignatureVerifier:
             matched |= hmac.compare_digest(hmac.digest(key, body, algorithm), expected)
         if not matched:
             raise SignatureMismatch("the signature does not match the webhook secret")
+
+    def check_token(self, token: str | None, where: str) -> None:
+        """Raise SignatureMismatch unless ``token`` is one of the secrets (compared in
+        constant time); ``where`` names where it was sent, for the message.
+
+        >>> SignatureVerifier(["s"]).check_token("s", "the X-GitCode-Token header")
+        """
+        if not token:
+            raise SignatureMismatch(f"{where} is missing")
+        given = token.encode()
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(key, given)
+        if not matched:
+            raise SignatureMismatch(f"{where} does not match the webhook secret")
