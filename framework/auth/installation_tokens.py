@@ -159,6 +159,14 @@ class InstallationTokens:
             token = await self._mint(*key)
         else:
             token = await self.shared.get_or_mint(*key, lambda: self._mint(*key), self._margin)
+        if token.expires_at.timestamp() <= self._clock():
+            # Never present a token known to be expired: the platform would refuse it, and a
+            # token that expires as it is minted says this machine's clock is wrong.
+            raise AuthenticationError(
+                f"the access token minted for installation {key[0]} expired at "
+                f"{token.expires_at.isoformat()}, before it could be used: is this machine's "
+                "clock right?"
+            )
         self._cache[key] = token
         return token
 

@@ -20,7 +20,9 @@ documentation):
   the secret itself in ``X-GitCode-Token``. :func:`from_gitlab` maps them onto GitHub's event
   names and actions, and adds the GitHub-shaped fields handlers and portable actions read
   (``issue.number``, ``repository.full_name``, ``sender.login``...) beside the original ones,
-  which all stay. An ``object_kind`` with no mapping arrives under its own name.
+  which all stay, but for the few GitHub names a GitLab payload also uses (``repository``,
+  ``issue`` and ``user`` are extended; a tag's ``ref`` is the tag's name, as in GitHub's
+  ``create`` event). An ``object_kind`` with no mapping arrives under its own name.
 
 A delivery without a delivery-id header gets an id derived from its bytes, so a resend is still
 recognised as a duplicate.
@@ -209,7 +211,7 @@ def from_gitlab(hook: str, payload: dict[str, Any]) -> tuple[str, str | None, di
         }
         subject = payload.get("merge_request") or payload.get("issue")
         if isinstance(subject, Mapping):
-            issue = _issue(subject, payload)
+            issue = {**subject, **_issue(subject, payload)}
             if noteable == "MergeRequest":
                 issue["pull_request"] = {"url": subject.get("url")}
             enriched["issue"] = issue

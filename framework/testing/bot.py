@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -32,20 +31,28 @@ import httpx
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from framework.app import App
-from framework.common.encoding import compact_json
 from framework.context import Context
 from framework.dispatch.routing import Handler
 from framework.journal import Entry, Status
 from framework.settings import Settings
+from framework.testing.deliveries import signed_delivery
+from framework.testing.fake_atomgit import FakeAtomGit
+from framework.testing.fake_coding import FakeCoding
 from framework.testing.fake_github import FakeGitHub, generate_app_key
+from framework.testing.fake_tapd import FakeTapd
 from framework.testing.payloads import INSTALLATION, REPO
 from framework.testing.server import serve_async
-from framework.webhooks.signature import sign
 
 __all__ = ["APP_ID", "DeliveryResult", "DeliveryStatus", "RunningBot", "run_bot"]
 
 APP_ID = 1
 """The app id of a bot under :func:`run_bot` (the fake GitHub checks its JWTs against it)."""
+ATOMGIT_APP_ID = 2
+"""The AtomGit app id of a bot under :func:`run_bot`."""
+CODING_TOKEN = "coding-personal-token"
+"""The personal token the fake CODING accepts."""
+TAPD_API_USER = "tapd-bot"
+TAPD_API_PASSWORD = "tapd-password"
 
 DeliveryStatus = Literal["done", "failed", "ignored", "duplicate", "refused"]
 """What became of a delivery: its handlers finished (``done``) or raised (``failed``); no
@@ -99,18 +106,38 @@ class RunningBot:
     def __init__(
         self,
         app: App,
-        fake: FakeGitHub,
-        url: str,
-        webhook_secret: str,
+        fakes: Mapping[str, Any],
+        base_url: str,
+        secrets: Mapping[str, str],
         client: httpx.AsyncClient,
         errors: dict[str, list[BaseException]],
     ) -> None:
         self.app = app
-        self.fake = fake
-        self.url = url
-        self.webhook_secret = webhook_secret
+        self.fakes = dict(fakes)
+        """Each platform's fake: ``FakeGitHub``, ``FakeAtomGit``, ``FakeCoding``, ``FakeTapd``."""
+        self.base_url = base_url
+        self.secrets = dict(secrets)
+        """Each platform's webhook secret."""
         self._client = client
         self._errors = errors
+
+    @property
+    def fake(self) -> FakeGitHub:
+        """The fake GitHub (when the bot serves GitHub)."""
+        fake = self.fakes.get("github")
+        if not isinstance(fake, FakeGitHub):
+            raise LookupError("this bot does not serve GitHub: see bot.fakes")
+        return fake
+
+    @property
+    def url(self) -> str:
+        """The bot's GitHub webhook URL."""
+        return self.base_url + self.app.settings.webhook_path
+
+    @property
+    def webhook_secret(self) -> str:
+        """The secret GitHub deliveries are signed with."""
+        return self.secrets["github"]
 
     async def receive(
         self,
@@ -119,29 +146,31 @@ class RunningBot:
         *,
         delivery_id: str | None = None,
         within: float = 10.0,
+        platform: str = "github",
+        **options: Any,
     ) -> DeliveryResult:
-        """Deliver event ``name`` (``"issues"``; the action is in the payload) as GitHub does,
-        then wait until its handlers have finished, retries included (``TimeoutError`` after
-        ``within`` seconds).
+        """Deliver event ``name`` as ``platform`` does, then wait until its handlers have
+        finished, retries included (``TimeoutError`` after ``within`` seconds).
 
-        ``delivery_id`` (``X-GitHub-Delivery``) defaults to a new UUID; send one twice to see
-        the second answered as a duplicate.
+        ``name`` is the platform's own: ``"issues"`` on GitHub (the action is in the payload),
+        ``"Issue Hook"`` for AtomGit's GitLab-shaped webhooks, ``"story::create"`` on TAPD
+        (see :func:`~framework.testing.deliveries.signed_delivery`, which takes ``options``).
+        ``delivery_id`` defaults to a new UUID; send one twice to see the second answered as a
+        duplicate. The result's ``delivery_id`` is the journal's key (``ctx.delivery_id``).
         """
-        if "." in name:
+        if "." in name and platform == "github":
             raise ValueError(
                 f"{name!r} is not an event name: pass {name.partition('.')[0]!r}; "
                 "the action comes from the payload"
             )
-        delivery_id = delivery_id or str(uuid.uuid4())
-        body = compact_json(payload)
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "GitHub-Hookshot/framework-testing",
-            "X-GitHub-Event": name,
-            "X-GitHub-Delivery": delivery_id,
-            "X-Hub-Signature-256": sign(body, self.webhook_secret),
-        }
-        response = await self._client.post(self.url, content=body, headers=headers)
+        signed = signed_delivery(
+            platform, name, payload, self.secrets[platform], delivery_id=delivery_id, **options
+        )
+        path = self.app.webhook_paths()[platform]
+        response = await self._client.post(
+            self.base_url + path, content=signed.body, headers=signed.headers
+        )
+        delivery_id = signed.key
         code = response.status_code
         json_answer = response.headers.get("content-type", "").startswith("application/json")
         answer: dict[str, Any] = response.json() if json_answer else {"error": response.text}
@@ -184,9 +213,16 @@ async def run_bot(
     repositories: Sequence[str] = (REPO,),
     installation: int = INSTALLATION,
     permissions: Mapping[str, str] | None = None,
+    platforms: Sequence[str] = ("github",),
     **settings: Any,
 ) -> AsyncIterator[RunningBot]:
     """Serve ``app`` for a test against a fresh fake GitHub; yields a :class:`RunningBot`.
+
+    With ``platforms`` (``("github", "atomgit", "coding", "tapd")``), the bot serves each with
+    a fake of its own (``bot.fakes``): AtomGit's with the app installed as ``installation`` on
+    ``repositories``, CODING's with the personal token :data:`CODING_TOKEN` (add issues with
+    ``bot.fakes["coding"].add_issue``), TAPD's with the API user :data:`TAPD_API_USER` (add
+    stories with ``bot.fakes["tapd"].add_entry``).
 
     The fake has the app installed as ``installation`` on ``repositories`` (one owner's;
     by default the repository and installation the :mod:`~framework.testing.payloads`
@@ -202,13 +238,25 @@ async def run_bot(
     """
     if not repositories:
         raise ValueError("give the installation at least one repository ('owner/name')")
+    unknown = set(platforms) - {"github", "atomgit", "coding", "tapd"}
+    if unknown or not platforms:
+        raise ValueError(f"platforms are github, atomgit, coding, tapd; not {sorted(unknown)}")
     private_pem, public_key = generate_app_key()
-    fake = FakeGitHub(app_id=APP_ID, public_key=public_key)
     owner = repositories[0].partition("/")[0]
-    fake.add_installation(
-        installation, account=owner, repositories=repositories, permissions=permissions
-    )
-    secret = secrets.token_hex(16)
+    fakes: dict[str, Any] = {}
+    for name, fake_class in (("github", FakeGitHub), ("atomgit", FakeAtomGit)):
+        if name in platforms:
+            app_id = APP_ID if name == "github" else ATOMGIT_APP_ID
+            app_fake = fake_class(app_id=app_id, public_key=public_key)
+            app_fake.add_installation(
+                installation, account=owner, repositories=repositories, permissions=permissions
+            )
+            fakes[name] = app_fake
+    if "coding" in platforms:
+        fakes["coding"] = FakeCoding(token=CODING_TOKEN)
+    if "tapd" in platforms:
+        fakes["tapd"] = FakeTapd(api_user=TAPD_API_USER, api_password=TAPD_API_PASSWORD)
+    webhook_secrets = {name: secrets.token_hex(16) for name in platforms}
     errors: dict[str, list[BaseException]] = {}
 
     async def collect(ctx: Context, error: BaseException) -> None:
@@ -217,24 +265,51 @@ async def run_bot(
     collector = Handler.of(collect)
     with tempfile.TemporaryDirectory(prefix="framework-bot-") as directory:
         async with AsyncExitStack() as stack:
-            github_url = await stack.enter_async_context(serve_async(fake.app))
+            urls = {
+                name: await stack.enter_async_context(serve_async(fake.app))
+                for name, fake in fakes.items()
+            }
             values: dict[str, Any] = {
-                "app_id": str(APP_ID),
-                "private_key": private_pem,
-                "webhook_secret": secret,
-                "github_api_url": github_url,
                 "journal_path": Path(directory) / "deliveries.sqlite3",
                 "journal_sync": "normal",  # a test need not survive a power cut
                 "retry_max_attempts": 1,
                 "shutdown_grace_seconds": 5,
             }
+            if "github" in urls:
+                values |= {
+                    "app_id": str(APP_ID),
+                    "private_key": private_pem,
+                    "webhook_secret": webhook_secrets["github"],
+                    "github_api_url": urls["github"],
+                }
+            if "atomgit" in urls:
+                values |= {
+                    "atomgit_app_id": str(ATOMGIT_APP_ID),
+                    "atomgit_private_key": private_pem,
+                    "atomgit_webhook_secret": webhook_secrets["atomgit"],
+                    "atomgit_api_url": urls["atomgit"],
+                }
+            if "coding" in urls:
+                values |= {
+                    "coding_webhook_secret": webhook_secrets["coding"],
+                    "coding_token": CODING_TOKEN,
+                    "coding_team": "demo",
+                    "coding_api_url": urls["coding"],
+                    "coding_open_api_url": urls["coding"] + "/open-api",
+                }
+            if "tapd" in urls:
+                values |= {
+                    "tapd_webhook_secret": webhook_secrets["tapd"],
+                    "tapd_api_user": TAPD_API_USER,
+                    "tapd_api_password": TAPD_API_PASSWORD,
+                    "tapd_api_url": urls["tapd"],
+                }
             app.configure(_OwnSettings(**(values | settings)))
             app.router.error_handlers.append(collector)
             stack.callback(app.router.error_handlers.remove, collector)
             base_url = await stack.enter_async_context(serve_async(app))
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
-            configured = app.settings.webhook_secrets()  # the test may have set its own
-            url = base_url + app.settings.webhook_path
-            yield RunningBot(
-                app, fake, url, configured[0] if configured else secret, client, errors
-            )
+            for name in platforms:  # the test may have set its own secrets
+                configured = app.settings.platform_secrets(name)
+                webhook_secrets[name] = configured[0] if configured else webhook_secrets[name]
+            yield RunningBot(app, fakes, base_url, webhook_secrets, client, errors)

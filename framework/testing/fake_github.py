@@ -337,6 +337,10 @@ def _node_id(kind: str, number: int) -> str:
 class FakeGitHub:
     """GitHub's REST API for one GitHub App, served by the Starlette app :attr:`app`.
 
+    Subclasses change what differs on another GitHub-shaped platform
+    (:class:`~framework.testing.fake_atomgit.FakeAtomGit`): :attr:`token_prefix`,
+    :attr:`token_schemes`, ``_expiry_text``, ``_version_problem``, ``_installation_json``.
+
     ``app_id`` and ``client_id`` are the values a JWT's ``iss`` may carry; ``public_key``
     verifies the JWT signatures (a PEM string or bytes, or a key object); ``token_ttl`` is
     how long minted installation tokens live. Serve :attr:`app` (a Starlette app) with
@@ -348,6 +352,11 @@ class FakeGitHub:
     >>> fake.mint_count(42)
     0
     """
+
+    token_prefix = "ghs_"
+    """How minted installation tokens start."""
+    token_schemes: tuple[str, ...] = ("token", "bearer")
+    """The ``Authorization`` schemes installation tokens are accepted with."""
 
     def __init__(
         self,
@@ -412,6 +421,8 @@ class FakeGitHub:
             self._builtin("POST", "/app/hook/deliveries/{delivery_id}/attempts", self._redeliver),
         ]
         self._hook_deliveries: list[dict[str, Any]] = []
+        self.expired_token_uses = 0
+        """How many requests presented an installation token that had expired (refused)."""
         self.redeliveries: list[int] = []
         """The numeric ids of deliveries the app asked GitHub to redeliver, in order."""
         self.app = Starlette(
@@ -730,11 +741,9 @@ class FakeGitHub:
         """Check a request the way GitHub does, then route it; returns the reply and body."""
         if not headers.get("user-agent", "").strip():
             return _error(403, _USER_AGENT_REQUIRED), None
-        version = headers.get("x-github-api-version")
-        if version is not None and version not in API_VERSIONS:
-            supported = ", ".join(sorted(API_VERSIONS))
-            message = f"API version {version!r} is not supported. Supported versions: {supported}"
-            return _error(400, message), None
+        version_problem = self._version_problem(headers)
+        if version_problem is not None:
+            return version_problem, None
         parsed: Any = None
         if body.strip():
             media_type = headers.get("content-type", "").split(";")[0].strip().lower()
@@ -839,6 +848,18 @@ class FakeGitHub:
         trace.auth = "app"
         return None
 
+    def _version_problem(self, headers: dict[str, str]) -> Reply | None:
+        version = headers.get("x-github-api-version")
+        if version is not None and version not in API_VERSIONS:
+            supported = ", ".join(sorted(API_VERSIONS))
+            message = f"API version {version!r} is not supported. Supported versions: {supported}"
+            return _error(400, message)
+        return None
+
+    def _expiry_text(self, epoch: float) -> str:
+        """An installation token's ``expires_at`` as this platform writes it."""
+        return _timestamp(epoch)
+
     def _jwt_problem(self, token: str, now: float) -> str | None:
         """What is wrong with an app JWT, in GitHub's words; ``None`` if GitHub would take it."""
         try:
@@ -900,7 +921,7 @@ class FakeGitHub:
         scheme, _, credential = authorization.partition(" ")
         credential = credential.strip()
         trace.token = credential or None
-        if scheme.lower() not in ("token", "bearer"):
+        if scheme.lower() not in self.token_schemes:
             return _bad_credentials()
         token = self._tokens.get(credential)
         if token is None:
@@ -910,7 +931,10 @@ class FakeGitHub:
                 )
             return _bad_credentials()
         trace.installation_id = token.installation_id
-        if token.expires_at <= now or token.installation_id not in self._installations:
+        if token.expires_at <= now:
+            self.expired_token_uses += 1
+            return _bad_credentials()
+        if token.installation_id not in self._installations:
             return _bad_credentials()
         trace.auth = "installation"
         return None
@@ -1112,7 +1136,7 @@ class FakeGitHub:
         token_permissions.setdefault("metadata", "read")
         now = time.time()
         expires = int(now + self.token_ttl.total_seconds())
-        value = "ghs_" + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(36))
+        value = self.token_prefix + "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(36))
         narrowed = tuple(r.full_name for r in selected.values()) if selected else None
         self._tokens[value] = _Token(
             value=value,
@@ -1133,7 +1157,7 @@ class FakeGitHub:
         )
         answer: dict[str, Any] = {
             "token": value,
-            "expires_at": _timestamp(expires),
+            "expires_at": self._expiry_text(expires),
             "permissions": token_permissions,
             "repository_selection": "selected" if selected else installation.repository_selection,
         }
