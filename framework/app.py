@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -46,6 +47,8 @@ from framework.platforms import ALL_EVENTS, PLATFORMS
 from framework.platforms.connections import AppConnection, Connection, connect
 from framework.platforms.github import revokes_tokens
 from framework.repo_config import RepositoryConfigs, config_change
+from framework.server.pages import page_routes
+from framework.server.setup import awaiting_registration
 from framework.settings import Settings, load_settings
 from framework.webhooks.delivery import Delivery
 from framework.webhooks.load import ReceiverLoad
@@ -70,6 +73,8 @@ class App(TypedOn):
 
     def __init__(self, settings: Settings | None = None, *, name: str = "bot") -> None:
         self.name = name
+        self.home: Path | None = None
+        """The bot's folder (set by the loader): the setup page reads ``app.yml`` there."""
         self.router = Router(known_events=ALL_EVENTS)
         self._settings = settings
         self._runner: Runner | None = None
@@ -487,8 +492,19 @@ class App(TypedOn):
             await connection.close()
 
     def _build(self) -> None:
+        self._receivers = self._webhook_receivers()
+        self._starlette = Starlette(
+            routes=[
+                Route("/healthz", _healthz, methods=["GET", "HEAD"]),
+                Route("/readyz", self._readyz, methods=["GET", "HEAD"]),
+                *page_routes(self),  # the setup and status pages (framework/server/pages.py)
+            ],
+            lifespan=self.lifespan,
+        )
+
+    def _webhook_receivers(self) -> dict[str, WebhookReceiver]:
         s = self.settings
-        self._receivers = {
+        return {
             path: WebhookReceiver(
                 self.accept,
                 partial(PLATFORMS[name].read_delivery, verifier=self._verifier(name)),
@@ -497,14 +513,23 @@ class App(TypedOn):
                 id_headers=PLATFORMS[name].id_headers,
             )
             for name, path in self.webhook_paths().items()
+            # No app yet: GitHub's deliveries get 503 until the setup page registers it.
+            if not (name == "github" and awaiting_registration(s))
         }
-        self._starlette = Starlette(
-            routes=[
-                Route("/healthz", _healthz, methods=["GET", "HEAD"]),
-                Route("/readyz", self._readyz, methods=["GET", "HEAD"]),
-            ],
-            lifespan=self.lifespan,
-        )
+
+    async def use_credentials(self, settings: Settings) -> str | None:
+        """Serve with ``settings`` (new app credentials, from the setup page) from now on.
+
+        Returns None, or why the bot must be restarted to use them.
+        """
+        if self._handler_processes is not None:
+            return "handlers run in separate processes, which read the settings when they start"
+        self._settings = settings
+        old = self._connections.pop("github", None)  # rebuilt with the new credentials
+        if old is not None:
+            await old.close()
+        self._receivers = self._webhook_receivers()
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._starlette is None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from framework.errors import ConfigurationError
@@ -175,6 +175,34 @@ class Settings(BaseSettings):
         default=None, description="Who comments are posted as (default: the bot's name)."
     )
 
+    # Setup and status pages (framework/server/pages.py) ---------------------------------
+    environment: str = Field(
+        default="development",
+        description="`production` switches the setup page (app registration) off.",
+    )
+    github_web_url: str = Field(
+        default="https://github.com", description="Where apps are registered (GHE_HOST sets it)."
+    )
+    ghe_host: str | None = Field(
+        default=None,
+        description="GitHub Enterprise Server's host: sets GITHUB_WEB_URL and GITHUB_API_URL.",
+    )
+    gh_org: str | None = Field(
+        default=None, description="Register the app under this organization, not the user."
+    )
+    webhook_proxy_url: str | None = Field(
+        default=None, description="The tunnel's channel (smee), the registered app's hook URL."
+    )
+    public_url: str | None = Field(
+        default=None, description="Where GitHub reaches the bot (default: the page's own URL)."
+    )
+    status_page_token: SecretStr | None = Field(
+        default=None, description="Opens the setup and status pages beyond loopback."
+    )
+    setup_env_file: Path = Field(
+        default=Path(".env"), description="Where the setup page writes the app's credentials."
+    )
+
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["pretty", "json"] = "pretty"
 
@@ -200,6 +228,24 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("github_web_url", "public_url", "webhook_proxy_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value is not None else None
+
+    @model_validator(mode="after")
+    def _enterprise_host(self) -> Settings:
+        # GHE_HOST is a shorthand for both URLs; either one given explicitly wins.
+        if self.ghe_host:
+            host = self.ghe_host.strip().removeprefix("https://").rstrip("/")
+            if "github_web_url" not in self.model_fields_set:
+                self.github_web_url = f"https://{host}"
+            if "github_api_url" not in self.model_fields_set:
+                self.github_api_url = f"https://{host}/api/v3"
+        return self
 
     def webhook_secrets(self) -> list[str]:
         """The secrets a delivery may be signed with, the current one first."""

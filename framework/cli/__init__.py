@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import uuid
 from collections.abc import Sequence
@@ -19,7 +20,10 @@ from framework.cli import deliveries as deliveries_cli
 from framework.cli.loader import load_app
 from framework.errors import ConfigurationError, FrameworkError
 from framework.observe.log import configure_logging
+from framework.server.setup import awaiting_registration
 from framework.settings import Settings, load_settings
+
+logger = logging.getLogger("framework")
 
 
 def _fail(message: str) -> int:
@@ -40,13 +44,22 @@ def run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     problems = settings.problems_for_serving()
-    if problems:
+    setup = awaiting_registration(settings)  # no app yet: serve the setup page (GET /)
+    if problems and not setup:
         return _fail("cannot start:\n  " + "\n  ".join(problems))
     configure_logging(settings.log_level, settings.log_format)
     app = load_app(args.bot)
     app.configure(settings)
-    app.jwt  # noqa: B018 - a bad APP_ID or key fails now, not at the first delivery
-    if settings.handler_processes:
+    if setup:
+        # Handlers run in this process until the next start, so the app registered on the
+        # page is used at once.
+        logger.warning(
+            "no GitHub App credentials: open http://localhost:%d/ to register the app",
+            settings.port,
+        )
+    else:
+        app.jwt  # noqa: B018 - a bad APP_ID or key fails now, not at the first delivery
+    if settings.handler_processes and not setup:
         app.run_handlers_in_processes(args.bot, settings.handler_processes)
     config = uvicorn.Config(
         app,

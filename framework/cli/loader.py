@@ -48,6 +48,13 @@ def load_app(target: str) -> App:
                     f"no module named {where!r}: give a file path or an importable module"
                 ) from None
             raise
+    app = _app_in(module, where, attribute)
+    if app.home is None and getattr(module, "__file__", None):
+        app.home = Path(str(module.__file__)).resolve().parent  # where app.yml is looked for
+    return app
+
+
+def _app_in(module: ModuleType, where: str, attribute: str) -> App:
     if attribute:
         found = getattr(module, attribute, None)
         if not isinstance(found, App):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import html
 import itertools
 import json
 import math
@@ -48,7 +49,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 __all__ = [
@@ -73,6 +74,7 @@ JWT_LEEWAY = 5  # seconds of tolerance on the exp limit and on an iat in the fut
 MAX_TOKEN_REPOSITORIES = 500
 RATE_LIMIT = 5000
 RATE_WINDOW = 3600
+MANIFEST_CODE_SECONDS = 3600.0  # a manifest's code converts once, within an hour
 _PERMISSION_LEVELS = {"read": 1, "write": 2, "admin": 3}
 _DEFAULT_PERMISSIONS = {
     "metadata": "read",
@@ -425,13 +427,15 @@ class FakeGitHub:
         """How many requests presented an installation token that had expired (refused)."""
         self.redeliveries: list[int] = []
         """The numeric ids of deliveries the app asked GitHub to redeliver, in order."""
+        self._init_manifest_flow()
         self.app = Starlette(
             routes=[
+                *self._manifest_web_routes(),
                 Route(
                     "/{path:path}",
                     self._endpoint,
                     methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-                )
+                ),
             ]
         )
 
@@ -1542,6 +1546,108 @@ class FakeGitHub:
             },
         )
 
+    # ----------------------------------------------- app registration from a manifest
+    # GitHub's web side of the flow ({web}/settings/apps/new) and the API's conversion of
+    # the code. The web routes are served by the same app, so GITHUB_WEB_URL and
+    # GITHUB_API_URL may both be the fake's URL. Once converted, the new app is the app the
+    # fake plays: its JWTs verify, the old app's no longer do.
+
+    def _init_manifest_flow(self) -> None:
+        self._manifest_codes: dict[str, tuple[dict[str, Any], float, str | None]] = {}
+        self.manifests: list[dict[str, Any]] = []
+        """Every manifest posted to ``settings/apps/new`` and accepted, in order."""
+        self.manifest_code_ttl = MANIFEST_CODE_SECONDS
+        self._builtins.append(
+            _Route(
+                "POST",
+                "/app-manifests/{code}/conversions",
+                _compile_template("/app-manifests/{code}/conversions"),
+                "none",
+                self._convert_manifest,
+            )
+        )
+
+    def _manifest_web_routes(self) -> list[Route]:
+        return [
+            Route("/settings/apps/new", self._new_app_from_manifest, methods=["GET", "POST"]),
+            Route(
+                "/organizations/{org}/settings/apps/new",
+                self._new_app_from_manifest,
+                methods=["GET", "POST"],
+            ),
+        ]
+
+    def expire_manifest_codes(self) -> None:
+        """Make every code handed out by ``settings/apps/new`` expired (GitHub's last an hour)."""
+        with self._lock:
+            for code, (manifest, _, org) in list(self._manifest_codes.items()):
+                self._manifest_codes[code] = (manifest, 0.0, org)
+
+    async def _new_app_from_manifest(self, request: Request) -> Response:
+        """What a person sees after the bot's form POSTed the manifest; they click "Create",
+        which here is immediate: a redirect to the manifest's ``redirect_url``."""
+        if request.method == "POST":
+            form = await request.form()
+            raw = form.get("manifest")
+        else:
+            raw = request.query_params.get("manifest")
+        state = request.query_params.get("state")
+        manifest, problem = _manifest_problem(raw if isinstance(raw, str) else None)
+        if problem is None and not state:
+            problem = "the state parameter is missing: pass ?state= to protect the callback"
+        if problem is not None or manifest is None:
+            page = f"<h1>Invalid GitHub App Manifest</h1><p>{html.escape(problem or '')}</p>"
+            return HTMLResponse(page, status_code=422)
+        code = secrets.token_hex(10)
+        with self._lock:
+            org = request.path_params.get("org")
+            self._manifest_codes[code] = (manifest, time.time() + self.manifest_code_ttl, org)
+            self.manifests.append(manifest)
+        target = str(manifest["redirect_url"])
+        separator = "&" if "?" in target else "?"
+        return RedirectResponse(
+            f"{target}{separator}{urlencode({'code': code, 'state': state})}", status_code=302
+        )
+
+    def _convert_manifest(self, request: ApiRequest) -> Reply:
+        with self._lock:
+            found = self._manifest_codes.pop(request.params["code"], None)  # single use
+            if found is None or found[1] <= time.time():
+                return _not_found()
+            manifest, _, org = found
+            app_id = next(self._ids)
+            slug = re.sub(r"[^a-z0-9]+", "-", str(manifest.get("name") or "app").lower())
+            slug = slug.strip("-") or f"app-{app_id}"
+            pem, public_key = generate_app_key(f"manifest-{app_id}")
+            client_id = "Iv23li" + secrets.token_hex(7)
+            # From now on the fake is this app.
+            self.app_id, self.client_id, self.slug = app_id, client_id, slug
+            self._public_key = public_key
+            self._issuers = {str(app_id), client_id}
+        owner = org or "octocat"
+        now = _timestamp(time.time())
+        return Reply(
+            201,
+            {
+                "id": app_id,
+                "slug": slug,
+                "node_id": _node_id("A", app_id),
+                "owner": {"login": owner, "id": 1, "type": "Organization" if org else "User"},
+                "name": manifest.get("name") or slug,
+                "description": manifest.get("description", ""),
+                "external_url": manifest["url"],
+                "html_url": f"{request.base_url}/apps/{slug}",
+                "created_at": now,
+                "updated_at": now,
+                "permissions": manifest.get("default_permissions", {}),
+                "events": manifest.get("default_events", []),
+                "client_id": client_id,
+                "client_secret": secrets.token_hex(20),
+                "webhook_secret": secrets.token_hex(20),
+                "pem": pem,
+            },
+        )
+
 
 def _file_location(repository: str, path: str) -> tuple[str, str]:
     owner, sep, name = repository.partition("/")
@@ -1674,3 +1780,59 @@ def _paginate(items: list[Any], request: ApiRequest) -> tuple[list[Any], dict[st
         links.append(f'<{url(1)}>; rel="first"')
     headers = {"link": ", ".join(links)} if links else {}
     return items[(page - 1) * per_page : page * per_page], headers
+
+
+_MANIFEST_EVENT_PERMISSIONS = {
+    "issues": "issues",
+    "issue_comment": "issues",
+    "pull_request": "pull_requests",
+    "pull_request_review": "pull_requests",
+    "push": "contents",
+    "release": "contents",
+    "check_run": "checks",
+    "check_suite": "checks",
+    "status": "statuses",
+    "workflow_run": "actions",
+}
+_APP_NAME_MAX = 34
+
+
+def _manifest_problem(raw: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The manifest, or what GitHub would say is wrong with it."""
+    if not raw:
+        return None, "no manifest was posted (form field 'manifest')"
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        return None, "the manifest is not valid JSON"
+    if not isinstance(manifest, dict):
+        return None, "the manifest must be a JSON object"
+
+    def web_url(value: Any) -> bool:
+        return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+    name = manifest.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > _APP_NAME_MAX):
+        return None, f"name must be a string of at most {_APP_NAME_MAX} characters"
+    if not web_url(manifest.get("url")):
+        return None, "url (the app's homepage) is required and must be an http(s) URL"
+    if not web_url(manifest.get("redirect_url")):
+        return None, "redirect_url is required for the manifest flow and must be an http(s) URL"
+    hook = manifest.get("hook_attributes", {})
+    if not isinstance(hook, dict) or (hook.get("active", True) and not web_url(hook.get("url"))):
+        return None, "hook_attributes.url is required while the webhook is active"
+    if not isinstance(manifest.get("public", False), bool):
+        return None, "public must be a boolean"
+    permissions = manifest.get("default_permissions", {})
+    if not isinstance(permissions, dict) or any(
+        level not in _PERMISSION_LEVELS for level in permissions.values()
+    ):
+        return None, "default_permissions must map permissions to read, write or admin"
+    events = manifest.get("default_events", [])
+    if not isinstance(events, list):
+        return None, "default_events must be a list"
+    for event in events:
+        needed = _MANIFEST_EVENT_PERMISSIONS.get(event)
+        if needed is not None and needed not in permissions:
+            return None, f"Default events unsupported: {event} needs the {needed} permission"
+    return manifest, None
