@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from framework import App, Context
+from framework.events import IssuesOpened
+from framework.testing import FakeGitHub, serve_async
+from framework.testing.bot import _OwnSettings
 from framework.testing.fake_github import generate_app_key
 from framework.webhooks.signature import sign
 
@@ -140,3 +149,53 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+@dataclass
+class UnregisteredBot:
+    """A bot served without app credentials (the setup page), and the fake GitHub."""
+
+    app: App
+    fake: FakeGitHub
+    github_url: str
+    url: str
+    env_file: Path
+
+
+@asynccontextmanager
+async def unregistered_bot(directory: Path, **settings: Any) -> AsyncIterator[UnregisteredBot]:
+    """The labeler, served on loopback with no app yet, against a fake GitHub (web and API)
+    that has installation 42 on octo-org/hello for whichever app registers."""
+    fake = FakeGitHub(app_id=999, public_key=generate_app_key("not-registered")[1])
+    fake.add_installation(42, account="octo-org", repositories=["octo-org/hello"])
+    app = App(name="labeler")
+
+    @app.on("issues.opened")
+    async def label(ctx: Context[IssuesOpened]) -> None:
+        await ctx.github.post(
+            f"/repos/{ctx.repo_full_name}/issues/{ctx.event.issue.number}/labels",
+            json={"labels": ["needs-response"]},
+        )
+
+    env_file = directory / ".env"
+    async with serve_async(fake.app) as github_url:
+        values = {
+            "github_api_url": github_url,
+            "github_web_url": github_url,
+            "setup_env_file": env_file,
+            "journal_path": directory / "deliveries.sqlite3",
+            "journal_sync": "normal",
+            "retry_max_attempts": 1,
+            "shutdown_grace_seconds": 5,
+        }
+        app.configure(_OwnSettings(**(values | settings)))
+        async with serve_async(app) as url:
+            yield UnregisteredBot(app, fake, github_url, url, env_file)
+
+
+def form_of(page: str) -> tuple[str, str]:
+    """The register form's action and manifest in a setup page's HTML."""
+    action = re.search(r'<form method="post" action="([^"]+/settings/apps/new[^"]*)"', page)
+    manifest = re.search(r'name="manifest" value="([^"]+)"', page)
+    assert action is not None and manifest is not None, page
+    return html.unescape(action[1]), html.unescape(manifest[1])

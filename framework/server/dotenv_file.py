@@ -38,20 +38,20 @@ class EnvFileError(ConfigurationError):
 def format_value(value: str) -> str:
     """``value`` as a ``.env`` right-hand side that python-dotenv reads back unchanged.
 
-    Plain values stay bare; others are single-quoted (literal: no escapes, no ``${...}``
-    expansion); a value with a newline (a PEM key) becomes one double-quoted line with
-    ``\\n`` escapes, so the file stays one setting per line.
+    Plain values stay bare; others are single-quoted; a value with a newline (a PEM key)
+    becomes one double-quoted line with ``\\n`` escapes, so the file stays one setting per
+    line. python-dotenv expands ``${NAME}`` however a value is quoted, so such a value is
+    refused rather than written as something else.
 
     >>> format_value("42"), format_value("a b$c"), format_value("-----BEGIN\\nKEY\\n")
     ('42', "'a b$c'", '"-----BEGIN\\\\nKEY\\\\n"')
     """
+    if "${" in value:
+        raise ValueError("a value holding '${' cannot be written: python-dotenv would expand it")
     if _BARE.match(value):
         return value
-    if "\n" not in value and "\r" not in value and "'" not in value:
-        return f"'{value}'"
-    if "${" in value:
-        # Double-quoted values are expanded by python-dotenv; there is no escape for it.
-        raise ValueError("a value holding both a newline or quote and '${' cannot be written")
+    if "\n" not in value and "\r" not in value:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     escaped = (
         value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
     )
@@ -141,13 +141,15 @@ def write_env(path: Path, updates: Mapping[str, str]) -> None:
             f"{path} is read-only: make it writable (chmod 600 {path}) and try again"
         )
     try:
-        text = path.read_text(encoding="utf-8") if before is not None else ""
+        text = merge_env(path.read_text(encoding="utf-8") if before is not None else "", updates)
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
     except OSError as exc:
         raise EnvFileError(f"cannot write {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise EnvFileError(f"cannot write {path}: {exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp made it mode 600
-            handle.write(merge_env(text, updates))
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
