@@ -60,7 +60,7 @@ def test_help_everywhere(env: dict[str, str], tmp_path: Path) -> None:
 def test_run_refuses_to_start_with_one_line_per_missing_setting(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    result = cli("run", LABELER, env=env, cwd=tmp_path)
+    result = cli("run", LABELER, env=env | {"ENVIRONMENT": "production"}, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines[0] == "error: cannot start:"
@@ -149,3 +149,18 @@ def test_the_framework_console_script_is_installed(env: dict[str, str], tmp_path
         [str(script), "--help"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0 and "run" in result.stdout and "receive" in result.stdout
+
+
+def test_run_without_an_app_serves_the_setup_page(fake_url: str, tmp_path: Path) -> None:
+    blank = {"APP_ID": "", "PRIVATE_KEY": "", "WEBHOOK_SECRET": ""}
+    process, base = start_bot(LABELER, fake_url, tmp_path, **blank)
+    try:
+        page = httpx.get(base + "/")
+        assert page.status_code == 200 and "Register GitHub App" in page.text
+        delivery = httpx.post(base + "/api/github/webhooks", content=b"{}")
+        assert delivery.status_code == 503
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+    assert "open http://localhost:" in output

@@ -78,11 +78,12 @@ def awaiting_registration(settings: Settings) -> bool:
     >>> awaiting_registration(Settings(_env_file=None, **(none | {"app_id": "12"})))
     False
     """
+    key = settings.private_key.get_secret_value().strip() if settings.private_key else ""
     return (
         settings.environment.strip().lower() != "production"
         and not settings.app_id
         and not settings.client_id
-        and settings.private_key is None
+        and not key
         and settings.private_key_path is None
     )
 
