@@ -151,6 +151,7 @@ async def test_github_unreachable_during_the_exchange_is_a_clear_page(tmp_path: 
         settings = bot.app.settings.model_copy(
             update={"github_api_url": "http://127.0.0.1:9", "github_max_retries": 0}
         )
+        await bot.app.http.aclose()
         bot.app._settings = settings  # the API moved away; the page's state stays valid
         bot.app._http = None
         answer = await client.get(callback)
