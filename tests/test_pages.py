@@ -151,9 +151,8 @@ async def test_github_unreachable_during_the_exchange_is_a_clear_page(tmp_path: 
         settings = bot.app.settings.model_copy(
             update={"github_api_url": "http://127.0.0.1:9", "github_max_retries": 0}
         )
-        await bot.app.http.aclose()
+        assert "github" not in bot.app._connections  # built on first use, with the settings
         bot.app._settings = settings  # the API moved away; the page's state stays valid
-        bot.app._http = None
         answer = await client.get(callback)
     assert answer.status_code == 502
     assert "could not be reached" in answer.text

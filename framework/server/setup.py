@@ -77,10 +77,13 @@ def awaiting_registration(settings: Settings) -> bool:
     False
     >>> awaiting_registration(Settings(_env_file=None, **(none | {"app_id": "12"})))
     False
+    >>> awaiting_registration(Settings(_env_file=None, **none, tapd_webhook_secret="s"))
+    False
     """
     key = settings.private_key.get_secret_value().strip() if settings.private_key else ""
     return (
         settings.environment.strip().lower() != "production"
+        and "github" in settings.enabled_platforms()  # not a bot of another platform only
         and not settings.app_id
         and not settings.client_id
         and not key
