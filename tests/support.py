@@ -19,12 +19,12 @@ from typing import Any
 
 import httpx
 
-from framework import App, Context
-from framework.events import IssuesOpened
+from framework import App
 from framework.testing import FakeGitHub, serve_async
 from framework.testing.bot import _OwnSettings
 from framework.testing.fake_github import generate_app_key
 from framework.webhooks.signature import sign
+from sample_bots.labeler import needs_response
 
 ROOT = Path(__file__).parent.parent
 PAYLOADS = ROOT / "tests" / "fixtures" / "payloads"
@@ -169,13 +169,7 @@ async def unregistered_bot(directory: Path, **settings: Any) -> AsyncIterator[Un
     fake = FakeGitHub(app_id=999, public_key=generate_app_key("not-registered")[1])
     fake.add_installation(42, account="octo-org", repositories=["octo-org/hello"])
     app = App(name="labeler")
-
-    @app.on("issues.opened")
-    async def label(ctx: Context[IssuesOpened]) -> None:
-        await ctx.github.post(
-            f"/repos/{ctx.repo_full_name}/issues/{ctx.event.issue.number}/labels",
-            json={"labels": ["needs-response"]},
-        )
+    app.on("issues.opened")(needs_response)  # the sample labeler's handler, on an App of its own
 
     env_file = directory / ".env"
     async with serve_async(fake.app) as github_url:

@@ -62,21 +62,11 @@ def _spans(first_value: str) -> bool:
     """Whether an assignment whose value starts as ``first_value`` continues on later lines
     (a quoted value whose closing quote is not on this line, as a pasted PEM has)."""
     text = first_value.strip()
-    if not text or text[0] not in "\"'":
-        return False
-    quote, body = text[0], text[1:]
-    escaped = False
-    for char in body:
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == quote:
-            return False
-    return True
+    return text[:1] in ("'", '"') and not _closes(text[1:], text[0])
 
 
 def _closes(line: str, quote: str) -> bool:
+    """Whether ``line`` holds an unescaped ``quote`` (the end of a quoted value)."""
     escaped = False
     for char in line:
         if escaped:

@@ -237,14 +237,19 @@ class SetupPages:
             import_path=IMPORT_PATH,
         )
 
+    def _set_up_already(self, request: Request) -> Response | None:
+        if awaiting_registration(self.host.settings):
+            return None
+        return self.pages.message(
+            request, 409, "Already set up", "This bot has app credentials already."
+        )
+
     # The callback ---------------------------------------------------------------------
 
     async def callback(self, request: Request) -> Response:
         """``GET /setup/callback?code&state``: GitHub sends the browser here with the code."""
-        if not awaiting_registration(self.host.settings):
-            return self.pages.message(
-                request, 409, "Already set up", "This bot has app credentials already."
-            )
+        if (refused := self._set_up_already(request)) is not None:
+            return refused
         state = request.query_params.get("state")
         code = request.query_params.get("code")
         if not state:
@@ -314,10 +319,8 @@ class SetupPages:
 
     async def import_app(self, request: Request) -> Response:
         """``POST /setup/import``: app id, private key (a file or pasted) and webhook secret."""
-        if not awaiting_registration(self.host.settings):
-            return self.pages.message(
-                request, 409, "Already set up", "This bot has app credentials already."
-            )
+        if (refused := self._set_up_already(request)) is not None:
+            return refused
         form = await self.pages.form(request)
         if isinstance(form, Response):
             return form
