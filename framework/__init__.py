@@ -1,4 +1,4 @@
-"""Typed, reliable GitHub App bots.
+"""Typed, reliable bots for GitHub Apps, AtomGit apps, CODING and TAPD.
 
 >>> from framework import App, Context
 >>> app = App()
@@ -14,7 +14,9 @@ from framework._version import __version__
 from framework.app import App
 from framework.context import Context
 from framework.errors import (
+    APIError,
     AuthenticationError,
+    CodingAPIError,
     ConfigError,
     ConfigurationError,
     Forbidden,
@@ -25,9 +27,11 @@ from framework.errors import (
     NetworkError,
     NoInstallation,
     NotFound,
+    NotSupported,
     RateLimited,
     ServerError,
     SignatureMismatch,
+    TapdAPIError,
     ValidationFailed,
 )
 from framework.events import Event, parse_event
@@ -35,8 +39,10 @@ from framework.settings import Settings
 from framework.webhooks.delivery import Delivery
 
 __all__ = [
+    "APIError",
     "App",
     "AuthenticationError",
+    "CodingAPIError",
     "ConfigError",
     "ConfigurationError",
     "Context",
@@ -50,10 +56,12 @@ __all__ = [
     "NetworkError",
     "NoInstallation",
     "NotFound",
+    "NotSupported",
     "RateLimited",
     "ServerError",
     "Settings",
     "SignatureMismatch",
+    "TapdAPIError",
     "ValidationFailed",
     "__version__",
     "parse_event",

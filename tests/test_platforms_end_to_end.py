@@ -13,15 +13,20 @@ import pytest
 
 from framework import App, Context
 from framework.errors import CodingAPIError, TapdAPIError
+from framework.settings import Settings
 from framework.testing import (
+    FakeAtomGit,
     coding_issue,
+    generate_app_key,
     gitlab_issue,
     payloads,
     run_bot,
+    serve_async,
     signed_delivery,
     tapd_story,
 )
 from sample_bots.multi_forge import app as multi_forge
+from tests.support import RedisServer
 
 ALL = ("github", "atomgit", "coding", "tapd")
 REPO = "octo-org/hello"
@@ -293,3 +298,43 @@ def test_registering_for_an_unknown_platform_fails_at_import() -> None:
     app = App()
     with pytest.raises(ValueError, match="'gitee' is not a platform"):
         app.on("issues.opened", platform="gitee")
+
+
+async def test_atomgit_replicas_on_one_redis_mint_one_token_kept_apart_from_githubs(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    private_pem, public_key = generate_app_key()
+    fake = FakeAtomGit(app_id=75, public_key=public_key)
+    fake.add_installation(43, account="octo-org", repositories=[REPO])
+    replicas = [App(name=f"replica-{n}") for n in range(3)]
+    async with serve_async(fake.app) as url:
+        for replica in replicas:
+            replica.configure(
+                Settings(
+                    _env_file=None,  # type: ignore[call-arg]
+                    atomgit_app_id="75",
+                    atomgit_private_key=private_pem,
+                    atomgit_webhook_secret="s",
+                    atomgit_api_url=url,
+                    redis_url=redis_server.url,
+                    redis_prefix=tmp_path.name,
+                )
+            )
+            await replica.open_journal()
+        try:
+            answers = await asyncio.gather(
+                *(
+                    replica.installation_client(43, platform="atomgit").get(f"/repos/{REPO}")
+                    for replica in replicas
+                    for _ in range(5)
+                )
+            )
+            keys = [
+                k async for k in replicas[0]._redis.scan_iter(match=f"{{{tmp_path.name}}}:*token*")
+            ]
+        finally:
+            for replica in replicas:
+                await replica.close()
+    assert {a.status_code for a in answers} == {200}
+    assert fake.mint_count(43) == 1
+    assert keys == [f"{{{tmp_path.name}}}:atomgit:token:43".encode()]

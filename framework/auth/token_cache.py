@@ -55,11 +55,14 @@ class RedisTokenCache:
         fernet: Fernet,
         *,
         prefix: str = "framework",
+        platform: str = "github",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
         self._fernet = fernet
-        self._prefix = f"{{{prefix}}}:token:"
+        # GitHub's keys as before; another platform's installation 42 is another installation.
+        kind = "token" if platform == "github" else f"{platform}:token"
+        self._prefix = f"{{{prefix}}}:{kind}:"
         self._clock = clock
         self._unlock = client.register_script(_UNLOCK)
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import httpx
 
@@ -128,3 +129,47 @@ def page_items(body: Any, path: str) -> list[Any]:
         if len(lists) == 1:
             return list(lists[0])
     raise ValueError(f"GET {path} did not answer with a list (or an object wrapping one)")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the client does with an answer: ``return`` it, ``wait`` (a rate limit, ``seconds``)
+    then send again, ``retry`` after a backoff (a server error), or ``raise`` ``error``."""
+
+    action: Literal["return", "wait", "retry", "raise"]
+    error: GitHubAPIError | None = None
+    seconds: float = 0.0
+
+
+RETURN = Decision("return")
+
+
+def decide(
+    status: int,
+    error: GitHubAPIError | None,
+    *,
+    repeatable: bool,
+    failures: int,
+    max_retries: int,
+    max_rate_limit_wait: float,
+) -> Decision:
+    """The client's choice for an answer with ``status`` and, for an error status, its typed
+    ``error`` (:func:`error_from_response`, or the platform's reader).
+
+    >>> decide(200, None, repeatable=False, failures=0, max_retries=3, max_rate_limit_wait=60)
+    Decision(action='return', error=None, seconds=0.0)
+    >>> limited = RateLimited("GET", "/x", 429, None, None, 30.0, reset_at=0.0, secondary=False)
+    >>> decide(429, limited, repeatable=True, failures=0, max_retries=3,
+    ...        max_rate_limit_wait=60).action
+    'wait'
+    """
+    if error is None:
+        return RETURN
+    if isinstance(error, RateLimited):
+        wait = error.retry_after or 0.0
+        if wait > max_rate_limit_wait:
+            return Decision("raise", error)
+        return Decision("wait", error, wait)
+    if status in RETRYABLE_STATUS and repeatable and failures < max_retries:
+        return Decision("retry", error)
+    return Decision("raise", error)

@@ -25,7 +25,7 @@ from framework.auth.app_jwt import AppJWT
 from framework.auth.installation_tokens import FULL_ACCESS, InstallationTokens, TokenScope
 from framework.client.limits import ClientShared, RateLimit
 from framework.client.responses import (
-    RETRYABLE_STATUS,
+    decide,
     error_from_response,
     page_items,
     safe_to_repeat,
@@ -247,28 +247,30 @@ class GitHubClient:
                 return response
             read_error = self.shared.read_error or error_from_response
             error = read_error(response, self.shared.clock())
-            if isinstance(error, RateLimited):
-                secondary = error.secondary
-                if secondary and "retry-after" not in response.headers:
-                    # 60 s, doubling while they keep coming: this installation's count.
-                    error = read_error(
-                        response, self.shared.clock(), secondary_wait=state.secondary_wait()
-                    )
-                wait = error.retry_after or 0.0
-                state.block(wait, secondary=secondary)
-                if wait > policy.max_rate_limit_wait:
-                    raise error
+            secondary = isinstance(error, RateLimited) and error.secondary
+            if secondary and "retry-after" not in response.headers:
+                # 60 s, doubling while they keep coming: this installation's count.
+                error = read_error(
+                    response, self.shared.clock(), secondary_wait=state.secondary_wait()
+                )
+            decision = decide(
+                response.status_code,
+                error,
+                repeatable=repeatable,
+                failures=failures,
+                max_retries=policy.max_retries,
+                max_rate_limit_wait=policy.max_rate_limit_wait,
+            )
+            if isinstance(error, RateLimited):  # every request of the installation waits
+                state.block(error.retry_after or 0.0, secondary=secondary)
+            if decision.action == "wait":
                 self.log.warning(
                     "%s %s: %s; waiting %.0f s (this installation only)",
                     method, path, "secondary rate limit" if secondary else "rate limited",
-                    wait,
+                    decision.seconds,
                 )  # fmt: skip
                 continue
-            if (
-                response.status_code in RETRYABLE_STATUS
-                and repeatable
-                and failures < policy.max_retries
-            ):
+            if decision.action == "retry":
                 failures += 1
                 await self._back_off(method, path, failures, str(response.status_code))
                 continue

@@ -227,8 +227,9 @@ class AppConnection:
         """Share installation tokens with every process and replica through Redis."""
         from framework.auth.token_cache import RedisTokenCache, cache_key
 
-        name = prefix if self.platform.name == "github" else f"{prefix}:{self.platform.name}"
-        self.tokens.shared = RedisTokenCache(redis, cache_key(self.jwt.key_material()), prefix=name)
+        self.tokens.shared = RedisTokenCache(
+            redis, cache_key(self.jwt.key_material()), prefix=prefix, platform=self.platform.name
+        )
 
     async def close(self) -> None:
         """Close the connection pool."""
