@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from framework.errors import CodingAPIError, TapdAPIError
 from framework.settings import Settings
 from framework.testing import (
     FakeAtomGit,
+    FakeTapd,
     coding_issue,
     generate_app_key,
     gitlab_issue,
@@ -26,7 +28,7 @@ from framework.testing import (
     tapd_story,
 )
 from sample_bots.multi_forge import app as multi_forge
-from tests.support import RedisServer
+from tests.support import ROOT, RedisServer, start_bot
 
 ALL = ("github", "atomgit", "coding", "tapd")
 REPO = "octo-org/hello"
@@ -338,3 +340,51 @@ async def test_atomgit_replicas_on_one_redis_mint_one_token_kept_apart_from_gith
     assert {a.status_code for a in answers} == {200}
     assert fake.mint_count(43) == 1
     assert keys == [f"{{{tmp_path.name}}}:atomgit:token:43".encode()]
+
+
+async def test_a_served_bot_runs_atomgit_and_tapd_handlers_in_its_handler_process(
+    tmp_path: Path,
+) -> None:
+    """``python -m framework run`` as in production: receiver and handler process, each
+    platform's connection built from the environment in the handler process."""
+    private_pem, public_key = generate_app_key()
+    atomgit = FakeAtomGit(app_id=75, public_key=public_key)
+    atomgit.add_installation(43, account="octo-org", repositories=[REPO])
+    tapd = FakeTapd(api_user="u", api_password="p")
+    tapd.add_entry("story", workspace_id=10022001, entry_id="5", name="Login")
+    async with serve_async(atomgit.app) as atomgit_url, serve_async(tapd.app) as tapd_url:
+        process, base = await asyncio.to_thread(
+            start_bot,
+            str(ROOT / "sample_bots" / "multi_forge.py"),
+            atomgit_url,  # GitHub's fake is not used: no GitHub delivery is sent
+            tmp_path,
+            ATOMGIT_APP_ID="75",
+            ATOMGIT_PRIVATE_KEY=private_pem,
+            ATOMGIT_WEBHOOK_SECRET="a-secret",
+            ATOMGIT_API_URL=atomgit_url,
+            TAPD_WEBHOOK_SECRET="t-secret",
+            TAPD_API_USER="u",
+            TAPD_API_PASSWORD="p",
+            TAPD_API_URL=tapd_url,
+            HANDLER_PROCESSES="1",
+        )
+        try:
+            issue = signed_delivery("atomgit", "Issue Hook", gitlab_issue(number=8), "a-secret")
+            story = signed_delivery("tapd", "story::create", tapd_story(entry_id="5"), "t-secret")
+            async with httpx.AsyncClient(base_url=base) as client:
+                for delivery in (issue, story, issue):  # the second issue: a duplicate
+                    answer = await client.post(
+                        delivery.path, content=delivery.body, headers=delivery.headers
+                    )
+                    assert answer.status_code in (200, 202), answer.text
+            for _ in range(200):
+                if atomgit.issue_labels(REPO, 8) and tapd.comments("story", "5"):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.to_thread(process.communicate, timeout=30)
+    assert process.returncode == 0, output
+    assert atomgit.issue_labels(REPO, 8) == ["needs-triage"]
+    assert tapd.comments("story", "5") == ["Thanks! This story is queued for triage."]
+    assert "t-secret" not in output and "a-secret" not in output
