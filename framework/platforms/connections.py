@@ -81,9 +81,25 @@ class Connection(Protocol):
         ...
 
 
-def _pool(platform: Platform, options: ConnectionOptions) -> httpx.AsyncClient:
-    headers = {**platform.api_headers, **options.headers}
-    return new_http_client(options.api_url, headers, options.user_agent)
+class _Pooled:
+    """A platform's connection pool, built on first use and again after :meth:`close`."""
+
+    platform: Platform
+    options: ConnectionOptions
+    _http: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The connection pool every client of this platform shares."""
+        if self._http is None or self._http.is_closed:
+            headers = {**self.platform.api_headers, **self.options.headers}
+            self._http = new_http_client(self.options.api_url, headers, self.options.user_agent)
+        return self._http
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._http is not None:
+            await self._http.aclose()
 
 
 @dataclass(frozen=True)
@@ -98,7 +114,7 @@ class AppCredentials:
     key_setting: str = "PRIVATE_KEY"
 
 
-class AppConnection:
+class AppConnection(_Pooled):
     """A GitHub-shaped app: JWT → installation tokens → clients (GitHub, AtomGit)."""
 
     def __init__(
@@ -115,7 +131,6 @@ class AppConnection:
         self.token_scheme = token_scheme
         self.tokens = InstallationTokens(self._mint_token)
         self.shared = ClientShared(options.policy, read_error=platform.error_from_response)
-        self._http: httpx.AsyncClient | None = None
         self._jwt: AppJWT | None = None
         self._repo_installations: dict[str, tuple[int, float]] = {}
 
@@ -129,13 +144,6 @@ class AppConnection:
             key_path = c.key_path
             self._jwt = AppJWT(c.issuer, load_private_key(c.key_text, key_path, c.key_setting))
         return self._jwt
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        """The connection pool every client of this platform shares."""
-        if self._http is None or self._http.is_closed:
-            self._http = _pool(self.platform, self.options)
-        return self._http
 
     @property
     def app_client(self) -> GitHubClient:
@@ -231,13 +239,8 @@ class AppConnection:
             redis, cache_key(self.jwt.key_material()), prefix=prefix, platform=self.platform.name
         )
 
-    async def close(self) -> None:
-        """Close the connection pool."""
-        if self._http is not None:
-            await self._http.aclose()
 
-
-class AccountConnection:
+class AccountConnection(_Pooled):
     """A platform where the bot acts as one account: one client for every delivery."""
 
     def __init__(
@@ -254,14 +257,6 @@ class AccountConnection:
         self._auth = auth
         self._client_class = client_class
         self._attributes = client_attributes
-        self._http: httpx.AsyncClient | None = None
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        """The connection pool of this platform."""
-        if self._http is None or self._http.is_closed:
-            self._http = _pool(self.platform, self.options)
-        return self._http
 
     @property
     def client(self) -> GitHubClient:
@@ -277,11 +272,6 @@ class AccountConnection:
 
     async def prepare(self, delivery: Delivery) -> None:
         """Nothing to look up."""
-
-    async def close(self) -> None:
-        """Close the connection pool."""
-        if self._http is not None:
-            await self._http.aclose()
 
 
 class HeaderAuth(httpx.Auth):

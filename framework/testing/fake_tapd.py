@@ -111,22 +111,28 @@ class FakeTapd:
         except InvalidPayload as exc:
             return _refuse(str(exc), 400)
 
-    def _authorized(self, request: Request) -> bool:
-        given = request.headers.get("authorization", "").strip()
-        return any(hmac.compare_digest(given, e) for e in self._expected)
-
-    async def _entity(self, request: Request) -> JSONResponse:
+    async def _checked(
+        self, request: Request, required: tuple[str, ...]
+    ) -> dict[str, str] | JSONResponse:
+        """The request's fields, or the refusal TAPD gives: bad body, credentials or fields."""
         fields = await self._fields(request)
         if isinstance(fields, JSONResponse):
             return fields
-        if not self._authorized(request):
+        given = request.headers.get("authorization", "").strip()
+        if not any(hmac.compare_digest(given, e) for e in self._expected):
             return self._record(
                 request, fields, _refuse("Unauthorized: check the credentials", 401)
             )
-        entity = _ENTITIES[request.url.path]
-        missing = [k for k in ("workspace_id", "id") if not fields.get(k)]
+        missing = [k for k in required if not fields.get(k)]
         if missing:
             return self._record(request, fields, _refuse(f"missing {', '.join(missing)}"))
+        return fields
+
+    async def _entity(self, request: Request) -> JSONResponse:
+        fields = await self._checked(request, ("workspace_id", "id"))
+        if isinstance(fields, JSONResponse):
+            return fields
+        entity = _ENTITIES[request.url.path]
         with self._lock:
             entry = self._entries.get((entity, fields["id"]))
             if entry is None or str(entry.workspace_id) != fields["workspace_id"]:
@@ -139,17 +145,10 @@ class FakeTapd:
         return self._record(request, fields, _ok([data] if request.method == "GET" else data))
 
     async def _comment(self, request: Request) -> JSONResponse:
-        fields = await self._fields(request)
+        required = ("workspace_id", "entry_type", "entry_id", "description", "author")
+        fields = await self._checked(request, required)
         if isinstance(fields, JSONResponse):
             return fields
-        if not self._authorized(request):
-            return self._record(
-                request, fields, _refuse("Unauthorized: check the credentials", 401)
-            )
-        required = ("workspace_id", "entry_type", "entry_id", "description", "author")
-        missing = [k for k in required if not fields.get(k)]
-        if missing:
-            return self._record(request, fields, _refuse(f"missing {', '.join(missing)}"))
         entity = _ENTRY_TYPES.get(fields["entry_type"])
         with self._lock:
             entry = self._entries.get((entity or "", fields["entry_id"]))
