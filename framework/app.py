@@ -50,7 +50,7 @@ from framework.repo_config import RepositoryConfigs, config_change
 from framework.server.pages import page_routes
 from framework.server.setup import awaiting_registration
 from framework.settings import Settings, load_settings
-from framework.webhooks.delivery import Delivery
+from framework.webhooks.delivery import Delivery, delivery_key
 from framework.webhooks.load import ReceiverLoad
 from framework.webhooks.receiver import Receive, Scope, Send, WebhookReceiver
 from framework.webhooks.signature import SignatureVerifier
@@ -350,12 +350,15 @@ class App(TypedOn):
         *,
         delivery_id: str = "local",
         headers: Mapping[str, str] | None = None,
+        platform: str = "github",
     ) -> list[BaseException]:
-        """Run the handlers for one event now and wait for them; return their errors.
+        """Run the handlers for one event (our name: ``issues``, ``story``) of ``platform`` now
+        and wait for them; return their errors.
 
         No signature is checked: this is for tests and ``python -m framework receive``.
         """
-        delivery = Delivery.from_payload(delivery_id, name, payload, headers)
+        key = delivery_key(platform, delivery_id)
+        delivery = Delivery.from_payload(key, name, payload, headers)
         return await self.dispatcher.run(delivery)
 
     async def wait_idle(self, within: float = 60.0) -> None:

@@ -388,3 +388,17 @@ async def test_a_served_bot_runs_atomgit_and_tapd_handlers_in_its_handler_proces
     assert atomgit.issue_labels(REPO, 8) == ["needs-triage"]
     assert tapd.comments("story", "5") == ["Thanks! This story is queued for triage."]
     assert "t-secret" not in output and "a-secret" not in output
+
+
+async def test_app_receive_runs_one_platforms_handlers_without_a_server() -> None:
+    app = App()
+    seen: list[tuple[str, str, int | None]] = []
+
+    @app.on("story.create", platform="tapd")
+    async def story(ctx: Context) -> None:
+        seen.append((ctx.platform, ctx.delivery_id, ctx.workspace_id))
+
+    payload = {**tapd_story(), "event": "story::create", "action": "create"}
+    assert await app.receive("story", payload, delivery_id="9", platform="tapd") == []
+    assert await app.receive("story", payload, delivery_id="9") == []  # GitHub's: not for it
+    assert seen == [("tapd", "tapd:9", 10022001)]
