@@ -203,6 +203,32 @@ class Settings(BaseSettings):
         default=Path(".env"), description="Where the setup page writes the app's credentials."
     )
 
+    # Hostile clients: limits on every byte sent before a delivery proves its signature.
+    server_header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A request's headers must arrive within this long."
+    )
+    server_max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Cap on a request's header block (431 beyond)."
+    )
+    server_max_headers: int = Field(
+        default=100, gt=0, description="Cap on the number of a request's headers."
+    )
+    server_body_grace_seconds: float = Field(
+        default=10.0, gt=0, description="A body's first bytes may take this long to arrive..."
+    )
+    server_body_min_bytes_per_second: int = Field(
+        default=16 * 1024, gt=0, description="...then it must keep up this rate (408 if not)."
+    )
+    server_keep_alive_seconds: float = Field(
+        default=5.0, gt=0, description="An idle kept-alive connection is closed after this."
+    )
+    server_max_connections: int | None = Field(
+        default=None,
+        gt=0,
+        description="Open connections at most (default: the file limit less 128); past it, "
+        "the longest-idle connection is closed to make room.",
+    )
+
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["pretty", "json"] = "pretty"
 

@@ -38,9 +38,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the bot until SIGINT/SIGTERM, then drain running handlers."""
-    import uvicorn
-
-    from framework.server.serving import DrainingServer
+    from framework.server.serving import DrainingServer, uvicorn_config
 
     settings = _settings(args)
     problems = settings.problems_for_serving()
@@ -61,15 +59,7 @@ def run(args: argparse.Namespace) -> int:
         app.jwt  # noqa: B018 - a bad APP_ID or key fails now, not at the first delivery
     if settings.handler_processes and not setup:
         app.run_handlers_in_processes(args.bot, settings.handler_processes)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,  # keep the format configure_logging set
-        access_log=False,  # one line per delivery costs more than the delivery itself
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
-    )
+    config = uvicorn_config(app, settings)
     DrainingServer(config, app.drain).run()
     return 0
 

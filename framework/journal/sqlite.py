@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from framework.errors import InvalidPayload
 from framework.journal import Attempt, ClaimFinisher, Entry, JournalUnavailable, Status
 from framework.journal.batch import Batcher
 from framework.journal.bodies import BodyLog, BodyLost
-from framework.webhooks.delivery import Delivery
+from framework.webhooks.delivery import STORABLE_IDS, Delivery
 
 logger = logging.getLogger(__name__)
 
@@ -333,6 +334,10 @@ class SQLiteJournal(ClaimFinisher):
             if status is not None:  # the same id again: run it again only if it had failed
                 outcomes.append(status == "failed" and self._redelivered(conn, delivery.id))
                 continue
+            installation_id = delivery.installation_id
+            if installation_id is not None and installation_id not in STORABLE_IDS:
+                outcomes.append(InvalidPayload("installation.id is not a 64-bit integer"))
+                continue  # refused alone: the rest of the batch is stored
             body = delivery.body
             if room is not None:
                 if len(body) >= room:

@@ -1,4 +1,8 @@
-"""Serving a bot with uvicorn, draining on the first stop signal while still answering HTTP."""
+"""Serving a bot with uvicorn, draining on the first stop signal while still answering HTTP.
+
+:func:`uvicorn_config` is the one place uvicorn is configured for a bot: the limits of
+:mod:`framework.server.guard` on every connection, logging left as the bot configured it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,57 @@ from typing import Any
 
 import uvicorn
 
+from framework.observe.throttle import ThrottleFilter
+from framework.server.guard import (
+    BodyRateGuard,
+    ServerLimits,
+    default_max_connections,
+    guarded_protocol,
+)
+from framework.settings import Settings
+
 logger = logging.getLogger("framework")
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    """The ``SERVER_*`` settings as :class:`ServerLimits`.
+
+    >>> server_limits(Settings(server_max_connections=50)).max_connections
+    50
+    """
+    return ServerLimits(
+        header_timeout=settings.server_header_timeout_seconds,
+        max_header_bytes=settings.server_max_header_bytes,
+        max_headers=settings.server_max_headers,
+        body_grace=settings.server_body_grace_seconds,
+        body_min_rate=settings.server_body_min_bytes_per_second,
+        keep_alive=settings.server_keep_alive_seconds,
+        max_connections=settings.server_max_connections or default_max_connections(),
+    )
+
+
+def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration for serving ``app`` (a bot) with ``settings``."""
+    limits = server_limits(settings)
+    throttle_invalid_request_lines()
+    return uvicorn.Config(
+        BodyRateGuard(app, limits.body_grace, limits.body_min_rate),
+        host=settings.host,
+        port=settings.port,
+        http=guarded_protocol(limits),
+        timeout_keep_alive=max(1, round(limits.keep_alive)),
+        log_level=settings.log_level,
+        log_config=None,  # keep the format configure_logging set
+        access_log=False,  # one line per delivery costs more than the delivery itself
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
+    )
+
+
+def throttle_invalid_request_lines() -> None:
+    """uvicorn logs a line per malformed request: at most one a second of each, here."""
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, ThrottleFilter) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(ThrottleFilter())
 
 
 class DrainingServer(uvicorn.Server):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from framework.common.encoding import compact_json
+from framework.errors import InvalidPayload
 from framework.events import Event
 from framework.events.parse import decode_payload, decode_routing, parse_event_json
 
@@ -50,10 +51,16 @@ def split_delivery_key(key: str) -> tuple[str, str]:
     return GITHUB, key
 
 
+STORABLE_IDS = range(-(2**63), 2**63)
+"""The ids a journal can store: SQLite's 64-bit integers (GitHub's ids are far inside)."""
+
+
 def _routing_fields(payload: Mapping[str, Any]) -> tuple[str | None, int | None]:
     action = payload.get("action")
     installation = payload.get("installation")
     installation_id = installation.get("id") if isinstance(installation, dict) else None
+    if isinstance(installation_id, int) and installation_id not in STORABLE_IDS:
+        raise InvalidPayload(f"installation.id {installation_id} is not a 64-bit integer")
     return (
         action if isinstance(action, str) else None,
         installation_id if isinstance(installation_id, int) else None,

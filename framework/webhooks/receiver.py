@@ -18,6 +18,7 @@ from typing import Any
 
 from framework.common.encoding import compact_json
 from framework.errors import PayloadTooLarge, WebhookError
+from framework.observe.throttle import Throttle
 from framework.webhooks.delivery import Delivery
 from framework.webhooks.load import ReceiverLoad
 
@@ -36,20 +37,14 @@ class RefusalLog:
     """
 
     def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._next: dict[int, float] = {}
-        self._held: dict[int, int] = {}
+        self._throttle = Throttle(interval, clock)
 
     def refused(self, error: WebhookError, delivery_id: str | None) -> None:
         """Note one refusal; log it unless one of the same status was logged just now."""
-        now = self._clock()
         status = error.status
-        if now < self._next.get(status, 0.0):
-            self._held[status] = self._held.get(status, 0) + 1
+        held = self._throttle.let_through(status)
+        if held is None:
             return
-        self._next[status] = now + self.interval
-        held = self._held.pop(status, 0)
         logger.warning(
             "refused a delivery (%d): %s%s",
             status,
@@ -88,20 +83,23 @@ class WebhookReceiver:
             await _respond(send, 405, compact_json({"error": "use POST"}), [(b"allow", b"POST")])
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        self._load.enter()
         try:
             body = await self._read_body(headers, receive)
             delivery = self._read(headers, body)
-            # Stored durably before the answer. Raises Unavailable (503) while stopping or
-            # when the journal cannot store it: GitHub then records a failure, not a lie.
-            outcome = await self._accept(delivery)
+            # Only a verified delivery counts as load: an unsigned sender stalling its body
+            # must not hold the handlers back.
+            self._load.enter()
+            try:
+                # Stored durably before the answer. Raises Unavailable (503) while stopping or
+                # when the journal cannot store it: GitHub then records a failure, not a lie.
+                outcome = await self._accept(delivery)
+            finally:
+                self._load.leave()
         except WebhookError as exc:
             said = (headers.get(name) for name in self._id_headers)
             self._refusals.refused(exc, next((v for v in said if v), None))
             await _respond(send, exc.status, compact_json({"error": exc.public()}))
             return
-        finally:
-            self._load.leave()
         if outcome == "accepted":
             await _respond(send, 202, _ACCEPTED)
         elif outcome == "duplicate":  # seen before: acknowledged, and not run again
