@@ -60,6 +60,7 @@ Outcome = Literal["accepted", "ignored", "duplicate"]
 """What became of a verified delivery: stored for its handlers, wanted by none, seen before."""
 
 PURGE_INTERVAL_SECONDS = 3600.0
+JOURNAL_LOCK_WAIT_SECONDS = 10.0
 
 logger = logging.getLogger("framework")
 
@@ -450,7 +451,11 @@ class App(TypedOn):
         from framework.journal.sqlite import SQLiteJournal
 
         if isinstance(journal, SQLiteJournal):
-            journal.lock()
+            # Waits for a killed predecessor's handler processes (they hold the lock too) to
+            # die: nothing runs here while they could still be running it.
+            await asyncio.to_thread(journal.lock, JOURNAL_LOCK_WAIT_SECONDS)
+            if self._handler_processes is not None:
+                self._handler_processes.lock_fd = journal.lock_fd
             recovered = await journal.recover()
             if recovered:
                 logger.warning(

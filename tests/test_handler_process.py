@@ -146,7 +146,7 @@ async def test_a_handler_process_starts_few_handlers_while_the_receiver_says_bus
     ours, theirs = socket.socketpair()
     journal = await app.open_journal()
     # the handler process's side
-    child = asyncio.create_task(serve_receiver(app.runner, journal, theirs, grace=5.0))
+    child = asyncio.create_task(serve_receiver(app.runner, journal, theirs))
     reader, writer = await asyncio.open_unix_connection(sock=ours)
     writer.write(encode_frame(("load", True)))  # the receiver is taking a burst
     for n in range(4):

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -96,12 +97,17 @@ def handle(args: argparse.Namespace) -> int:
     import socket
 
     from framework.dispatch.handler_process import (
+        die_with_parent,
         ignore_stop_signals,
         run_event_loop,
         serve_receiver,
     )
 
     ignore_stop_signals()  # before the bot loads: a Ctrl-C then must not kill us half-started
+    if args.parent is not None:
+        die_with_parent(args.parent)
+    if args.lock_fd is not None:  # held open while we live; not passed on to our children
+        os.set_inheritable(args.lock_fd, False)
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
     app = load_app(args.bot)
@@ -113,7 +119,7 @@ def handle(args: argparse.Namespace) -> int:
         journal = await app.open_journal()
         try:
             sock = socket.socket(fileno=args.fd)
-            await serve_receiver(app.runner, journal, sock, settings.shutdown_grace_seconds)
+            await serve_receiver(app.runner, journal, sock, args.parent)
         finally:
             await app.close()
 
@@ -147,6 +153,8 @@ def parser() -> argparse.ArgumentParser:
     child.add_argument("bot")
     child.add_argument("--fd", type=int, required=True, help="the socket to the receiver")
     child.add_argument("--consumer", required=True, help="its name in the journal")
+    child.add_argument("--parent", type=int, help="the receiver's pid: die with it")
+    child.add_argument("--lock-fd", type=int, help="the journal's lock, held while we live")
     child.set_defaults(func=handle, host=None, port=None)
     return top
 

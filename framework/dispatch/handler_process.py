@@ -15,6 +15,12 @@ crash, the OOM killer, SIGKILL), the receiver gives what it held back to the jou
 starts a new one: nothing is lost, and handlers that were running at the moment of death run
 again (at-least-once).
 
+A handler process dies with its receiver: the kernel kills it when the receiver dies (Linux's
+parent-death signal), and it watches its parent's pid besides. It inherits the journal's lock
+(:meth:`~framework.journal.sqlite.SQLiteJournal.lock`), so a restarted bot waits for every
+process of its predecessor to be gone before it runs anything: never two runs of a delivery
+at once.
+
 Frames on the socket are a 4-byte length and a pickled tuple:
 parent → child ``("wake",)``, ``("load", busy)`` and ``("stop", grace)``;
 child → parent ``("stopped", [ids])``.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import pickle
@@ -43,6 +50,8 @@ logger = logging.getLogger("framework.dispatch.handler_process")
 
 _LENGTH = struct.Struct(">I")
 RESTART_DELAY_SECONDS = 1.0
+PARENT_CHECK_SECONDS = 0.5
+_PR_SET_PDEATHSIG = 1
 
 
 def encode_frame(message: tuple[Any, ...]) -> bytes:
@@ -96,6 +105,8 @@ class HandlerProcesses:
         self._busy = False
         self.stopping = False
         self.restarts = 0
+        self.lock_fd: int | None = None
+        """The journal's lock, inherited by every handler process (set before :meth:`start`)."""
 
     @property
     def pids(self) -> list[int]:
@@ -110,6 +121,11 @@ class HandlerProcesses:
     async def _spawn(self, child: _Child) -> None:
         child.consumer = f"{consumer_name()}/h{child.index}"
         ours, theirs = socket.socketpair()
+        inherited = [theirs.fileno()]
+        lock = []
+        if self.lock_fd is not None:
+            inherited.append(self.lock_fd)
+            lock = ["--lock-fd", str(self.lock_fd)]
         try:
             child.process = await asyncio.create_subprocess_exec(
                 *self._command,
@@ -117,8 +133,11 @@ class HandlerProcesses:
                 str(theirs.fileno()),
                 "--consumer",
                 child.consumer,
+                "--parent",
+                str(os.getpid()),
+                *lock,
                 self.target,
-                pass_fds=(theirs.fileno(),),
+                pass_fds=inherited,
             )
         finally:
             theirs.close()
@@ -222,13 +241,17 @@ class HandlerProcesses:
 
 
 async def serve_receiver(
-    runner: Runner, journal: Journal, sock: socket.socket, grace: float
+    runner: Runner, journal: Journal, sock: socket.socket, parent: int | None = None
 ) -> None:
     """The handler process's side: claim and run work until the receiver says stop.
 
-    If the receiver goes away without saying stop, what runs gets ``grace`` seconds.
+    If the receiver goes away without saying stop (it died; its socket closed or ``parent``
+    is no longer our parent), stop at once: what was running is given back, and the next
+    bot runs it, once this process (which holds the journal's lock) is gone.
     """
     reader, writer = await asyncio.open_unix_connection(sock=sock)
+    if parent is not None:
+        _watch_parent(parent, writer.transport)
     await runner.start(journal)
     unfinished: list[str] = []
     while (message := await read_frame(reader)) is not None:
@@ -239,12 +262,32 @@ async def serve_receiver(
         elif message[0] == "stop":
             unfinished = await runner.stop(float(message[1]))
             break
-    else:  # the receiver went away without saying stop: finish what we have
-        unfinished = await runner.stop(grace)
+    else:
+        logger.error("the receiver is gone: stopping at once, running handlers included")
+        unfinished = await runner.stop(0.0)
     writer.write(encode_frame(("stopped", unfinished)))
     with contextlib.suppress(ConnectionError):
         await writer.drain()
     writer.close()
+
+
+def _watch_parent(parent: int, transport: asyncio.BaseTransport) -> None:
+    """Close the receiver's socket once ``parent`` is not our parent any more."""
+    if os.getppid() != parent:
+        transport.abort()  # the read loop ends: the receiver is gone
+        return
+    asyncio.get_running_loop().call_later(PARENT_CHECK_SECONDS, _watch_parent, parent, transport)
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when ``parent`` dies (Linux), and exit now if it
+    is dead already: a handler process must never outlive the bot that started it."""
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            logger.warning("cannot ask to die with the receiver (errno %d)", ctypes.get_errno())
+    if os.getppid() != parent:  # it died before the request above took effect
+        os._exit(1)
 
 
 def ignore_stop_signals() -> None:

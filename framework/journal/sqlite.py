@@ -20,6 +20,7 @@ import errno
 import fcntl
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -526,23 +527,41 @@ class SQLiteJournal(ClaimFinisher):
 
         return int(await self._call(work))
 
-    def lock(self) -> None:
+    def lock(self, wait: float = 0.0) -> None:
         """Hold an exclusive lock on ``PATH.lock`` for as long as this process lives.
 
-        One bot (one receiver and its handler processes) per journal file: a second bot
-        started on the same file is refused with a clear error instead of sharing it.
+        One bot (one receiver and its handler processes, which inherit the lock) per journal
+        file: a second bot started on the same file is refused with a clear error instead of
+        sharing it. ``wait``: how long to wait for a previous bot's processes to die first.
         """
         lock_path = self.path.with_name(self.path.name + ".lock")
         handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the process's lifetime
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            raise JournalUnavailable(
-                f"the delivery journal {self.path} is in use by another bot (locked: "
-                f"{lock_path}); give each bot its own JOURNAL_PATH, or use REDIS_URL for replicas"
-            ) from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                handle.close()
+                raise JournalUnavailable(
+                    f"the delivery journal {self.path} is in use by another bot (pid {holder}, "
+                    f"or a handler process of it; locked: {lock_path}); give each bot its own "
+                    "JOURNAL_PATH, or use REDIS_URL for replicas"
+                ) from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
         self._lock_handle = handle
+
+    @property
+    def lock_fd(self) -> int | None:
+        """The file descriptor holding :meth:`lock` (a handler process inherits it), or None."""
+        return None if self._lock_handle is None else int(self._lock_handle.fileno())
 
     def _entry(self, row: tuple[Any, ...], history: list[Attempt]) -> Entry:
         (id_, name, action, installation_id, headers, body_file, offset, length, status,
