@@ -271,7 +271,7 @@ async def serve_receiver(
     writer.close()
 
 
-def _watch_parent(parent: int, transport: asyncio.BaseTransport) -> None:
+def _watch_parent(parent: int, transport: asyncio.WriteTransport) -> None:
     """Close the receiver's socket once ``parent`` is not our parent any more."""
     if os.getppid() != parent:
         transport.abort()  # the read loop ends: the receiver is gone

@@ -17,5 +17,9 @@ app = App(name="slow-recorder")
 async def record_slowly(ctx: Context) -> None:
     """Wait ``SLOW_SECONDS``, then note the run."""
     await asyncio.sleep(float(os.environ.get("SLOW_SECONDS", "0.3")))
+    await asyncio.to_thread(note, f"{ctx.delivery_id} {os.getpid()} {time.time()}\n")
+
+
+def note(line: str) -> None:
     with open(os.environ["RUNS_FILE"], "a") as runs:
-        runs.write(f"{ctx.delivery_id} {os.getpid()} {time.time()}\n")
+        runs.write(line)
