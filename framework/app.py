@@ -456,6 +456,7 @@ class App(TypedOn):
             await asyncio.to_thread(journal.lock, JOURNAL_LOCK_WAIT_SECONDS)
             if self._handler_processes is not None:
                 self._handler_processes.lock_fd = journal.lock_fd
+            await journal.check()  # a damaged journal is refused, not trusted
             recovered = await journal.recover()
             if recovered:
                 logger.warning(
@@ -552,6 +553,8 @@ class App(TypedOn):
     async def _readyz(self, _: Request) -> JSONResponse:
         if self.draining:
             return JSONResponse({"status": "draining"}, status_code=503)
+        if self._journal is not None and self._journal.damaged() is not None:
+            return JSONResponse({"status": "journal damaged"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
 

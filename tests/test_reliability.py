@@ -90,8 +90,9 @@ def runs(fake: FakeGitHub) -> dict[int, int]:
     return {number: len(labels) for number, labels in labelled(fake).items()}
 
 
-def stop(bot: subprocess.Popen[str]) -> str:
-    if bot.poll() is None:
+def stop(bot: subprocess.Popen[str], *, signalled: bool = False) -> str:
+    """SIGTERM the bot (unless ``signalled`` already: a second one stops at once) and wait."""
+    if bot.poll() is None and not signalled:
         bot.send_signal(signal.SIGTERM)
     try:
         return bot.communicate(timeout=40)[0]
@@ -289,7 +290,7 @@ def test_sigterm_finishes_running_handlers_and_keeps_the_rest(
         body, headers = signed("issues", issue_opened(99), "d-late")
         late = httpx.post(base + HOOK, content=body, headers=headers)
     finally:
-        output = stop(bot)
+        output = stop(bot, signalled=True)
     assert bot.returncode == 0, output
     assert (ready.status_code, healthy.status_code, late.status_code) == (503, 200, 503)
     done_at_exit = runs(fake)

@@ -5,9 +5,10 @@ python -m framework deliveries show ID
 python -m framework deliveries replay ID [--wait SECONDS]
 python -m framework deliveries purge --older-than 7d
 python -m framework deliveries sync --since 24h [--every 1h] [--dry-run]
+python -m framework deliveries salvage
 
 They read the same settings as the bot (``JOURNAL_PATH`` or ``REDIS_URL``; ``sync`` also the
-app's ``APP_ID`` and key), and can run while the bot runs.
+app's ``APP_ID`` and key), and can run while the bot runs; ``salvage`` only while it does not.
 """
 
 from __future__ import annotations
@@ -205,6 +206,20 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def salvage(args: argparse.Namespace) -> int:
+    """Keep what is readable of a damaged SQLite journal (the bot stopped); see
+    :mod:`framework.journal.salvage`."""
+    from framework.journal.salvage import salvage as salvage_journal
+
+    settings = load_settings()
+    if settings.redis_url is not None:
+        print("nothing to salvage: with REDIS_URL, Redis's own persistence keeps the journal")
+        return 0
+    for line in salvage_journal(settings.journal_path):
+        print(line)
+    return 0
+
+
 def add_parser(commands: Any) -> None:
     """``deliveries`` and its sub-commands, on the top-level parser."""
     top = commands.add_parser(
@@ -238,3 +253,6 @@ def add_parser(commands: Any) -> None:
     missed.add_argument("--every", type=duration, help="repeat at this interval, e.g. 15m")
     missed.add_argument("--dry-run", action="store_true", help="list them, ask for nothing")
     missed.set_defaults(command=sync)
+
+    keep = actions.add_parser("salvage", help=salvage.__doc__)
+    keep.set_defaults(func=salvage)  # on the files themselves: a damaged journal cannot open

@@ -51,6 +51,14 @@ class Status(enum.StrEnum):
     FAILED = "failed"
 
 
+class JournalDamaged(JournalUnavailable):
+    """The journal's files are damaged: a bot refuses to start on them (or, noticing it while
+    running, to accept deliveries) until ``python -m framework deliveries salvage`` ran."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "the delivery journal is damaged")
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One run of a delivery's handlers."""
@@ -135,6 +143,11 @@ class Journal(Protocol):
         """Release the journal's resources."""
         ...
 
+    def damaged(self) -> str | None:
+        """What damage was found in the journal's storage, or None: while damaged, the bot
+        accepts no delivery and ``/readyz`` answers 503."""
+        ...
+
 
 class ClaimFinisher:
     """``complete``, ``retry`` and ``fail`` for journals that close a claim in one step.
@@ -161,4 +174,12 @@ class ClaimFinisher:
         return await self._finish(delivery_id, consumer, Status.FAILED, error)
 
 
-__all__ = ["Attempt", "ClaimFinisher", "Entry", "Journal", "JournalUnavailable", "Status"]
+__all__ = [
+    "Attempt",
+    "ClaimFinisher",
+    "Entry",
+    "Journal",
+    "JournalDamaged",
+    "JournalUnavailable",
+    "Status",
+]

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import json
@@ -31,9 +32,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from framework.errors import InvalidPayload
-from framework.journal import Attempt, ClaimFinisher, Entry, JournalUnavailable, Status
+from framework.journal import (
+    Attempt,
+    ClaimFinisher,
+    Entry,
+    JournalDamaged,
+    JournalUnavailable,
+    Status,
+)
 from framework.journal.batch import Batcher
-from framework.journal.bodies import BodyLog, BodyLost
+from framework.journal.bodies import BodyDamaged, BodyLog, BodyLost, body_checksum
+from framework.journal.integrity import (
+    check_wal,
+    damage_noted,
+    is_corruption,
+    mark_damaged,
+    quick_check,
+    refusal,
+)
 from framework.webhooks.delivery import STORABLE_IDS, Delivery
 
 logger = logging.getLogger(__name__)
@@ -56,7 +72,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     consumer TEXT,
     lease_until REAL,
     finished_at REAL,
-    last_error TEXT
+    last_error TEXT,
+    body_crc INTEGER
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, not_before, received_at);
 CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (status, finished_at);
@@ -72,14 +89,14 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 """
 
-SCHEMA_VERSION = 2  # 1: bodies inside the database (before release)
+SCHEMA_VERSION = 3  # 1: bodies inside the database (before release); 2: bodies unchecked
 
 _COLUMNS = (
     "id, name, action, installation_id, headers, body_file, body_offset, body_length, status,"
-    " attempts, received_at, not_before, finished_at, last_error"
+    " attempts, received_at, not_before, finished_at, last_error, body_crc"
 )
 
-_ROWS_PER_STATEMENT = 100  # 9 values a row: within SQLite's oldest limit of 999 variables
+_ROWS_PER_STATEMENT = 90  # 10 values a row: within SQLite's oldest limit of 999 variables
 _FULL_TEXT = "database or disk is full"
 
 Sync = Literal["full", "normal"]
@@ -122,7 +139,10 @@ def explain(path: Path, error: sqlite3.Error | OSError) -> JournalUnavailable:
     elif "full" in lowered or code in _FULL:
         hint = "the disk is full (or the journal at its size limit); purge old deliveries"
     elif "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
-        hint = "it is not a valid SQLite database (corrupt?); move it aside to start afresh"
+        hint = (
+            "it is not a valid SQLite database (damaged?); "
+            "run `python -m framework deliveries salvage`"
+        )
     elif (
         "unable to open" in lowered
         or "readonly" in lowered
@@ -159,6 +179,7 @@ class SQLiteJournal(ClaimFinisher):
         """Where the deliveries' bodies are (``PATH-bodies/``)."""
         self._clock = clock
         self._lock_handle: Any = None
+        self._damage: str | None = None
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._recorder: Batcher[Delivery, bool] = Batcher(self._record_batch, size=512)
@@ -167,8 +188,15 @@ class SQLiteJournal(ClaimFinisher):
 
     @classmethod
     async def open(cls, path: Path | str, **options: Any) -> SQLiteJournal:
-        """Open (creating if needed) the journal at ``path``; raise JournalUnavailable."""
+        """Open (creating if needed) the journal at ``path``; raise JournalUnavailable.
+
+        A damaged write-ahead log is refused (:class:`JournalDamaged`) before SQLite would
+        silently drop it, unless a running bot holds the file (it checked when it started).
+        """
         journal = cls(path, **options)
+        problem = await asyncio.to_thread(journal._check_wal_unless_in_use)
+        if problem is not None:
+            raise JournalDamaged(refusal(journal.path, [problem]))
         journal._thread = threading.Thread(
             target=journal._serve, name=f"journal:{journal.path.name}", daemon=True
         )
@@ -179,6 +207,22 @@ class SQLiteJournal(ClaimFinisher):
             await journal.close()
             raise
         return journal
+
+    def _check_wal_unless_in_use(self) -> str | None:
+        try:
+            handle = open(self._lock_path, "a+")  # noqa: SIM115 - closed below
+        except OSError:
+            return None  # cannot tell whether a bot writes it now: SQLite will say more
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return None  # a bot runs: it rewrites the log as it goes
+            return check_wal(self.path)
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
 
     # The thread that owns the connection -------------------------------------------------
 
@@ -218,7 +262,7 @@ class SQLiteJournal(ClaimFinisher):
                     conn = self._connect()
                 outcomes = self._transaction(conn, batch)
             except (sqlite3.Error, OSError) as exc:
-                error = explain(self.path, exc)
+                error = self._explain(exc)
                 outcomes = [(None, error)] * len(batch)
                 if conn is not None and "not a database" in str(exc).lower():
                     conn.close()
@@ -245,13 +289,33 @@ class SQLiteJournal(ClaimFinisher):
             outcomes = self._run(conn, batch)
         except (sqlite3.Error, OSError) as exc:
             if len(batch) == 1:
-                return [(None, explain(self.path, exc))]
+                return [(None, self._explain(exc))]
         except Exception as exc:  # a bug in an operation: hand it to its caller
             if len(batch) == 1:
                 return [(None, exc)]
         else:
             return outcomes
         return [self._transaction(conn, [item])[0] for item in batch]
+
+    def _explain(self, error: sqlite3.Error | OSError) -> JournalUnavailable:
+        if is_corruption(error):
+            self._note_damage(f"SQLite: {error}")
+        return explain(self.path, error)
+
+    def _note_damage(self, what: str) -> None:
+        """Damage found while running: every process of the bot stops accepting (503), and
+        the next start refuses until it is salvaged."""
+        if self._damage is None:
+            self._damage = what
+            logger.error("%s", refusal(self.path, [what]))
+            with contextlib.suppress(OSError):
+                mark_damaged(self.path, what)
+
+    def damaged(self) -> str | None:
+        """The damage found in the journal (by any process using it), or None."""
+        if self._damage is None:
+            self._damage = damage_noted(self.path)
+        return self._damage
 
     def _run(
         self, conn: sqlite3.Connection, batch: list[_Op]
@@ -282,7 +346,10 @@ class SQLiteJournal(ClaimFinisher):
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
-        if version != SCHEMA_VERSION and tables.fetchone()[0]:
+        existing = tables.fetchone()[0]
+        if version == 2 and existing:  # its bodies have no checksum: they are not checked
+            conn.execute("ALTER TABLE deliveries ADD COLUMN body_crc INTEGER")
+        elif version != SCHEMA_VERSION and existing:
             raise JournalUnavailable(
                 f"the delivery journal {self.path} has another layout (version {version}, "
                 f"this framework writes {SCHEMA_VERSION}); move it aside to start afresh"
@@ -303,6 +370,11 @@ class SQLiteJournal(ClaimFinisher):
         return await self._recorder.submit(delivery)
 
     async def _record_batch(self, batch: list[Delivery]) -> list[bool | Exception]:
+        damage = self.damaged()
+        if damage is not None:  # stored in a damaged file, a delivery might never run
+            raise JournalUnavailable(
+                refusal(self.path, [damage]), "the delivery journal is damaged"
+            )
         headers = [json.dumps(dict(delivery.headers)) for delivery in batch]
         outcomes: list[bool | Exception] = await self._call(
             lambda conn: self._insert(conn, batch, headers)
@@ -348,15 +420,16 @@ class SQLiteJournal(ClaimFinisher):
             body_file, offset = self.bodies.append(body)
             rows.append(
                 (delivery.id, delivery.name, delivery.action, delivery.installation_id,
-                 headers_json, body_file, offset, len(body), delivery.received_at)
+                 headers_json, body_file, offset, len(body), delivery.received_at,
+                 body_checksum(body))
             )  # fmt: skip
             outcomes.append(True)
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[start : start + _ROWS_PER_STATEMENT]
             conn.execute(
                 "INSERT INTO deliveries (id, name, action, installation_id, headers, body_file,"
-                " body_offset, body_length, status, received_at) VALUES "
-                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)"] * len(chunk)),
+                " body_offset, body_length, status, received_at, body_crc) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"] * len(chunk)),
                 [value for row in chunk for value in row],
             )
         return outcomes
@@ -371,9 +444,14 @@ class SQLiteJournal(ClaimFinisher):
         return True
 
     def _bytes_used(self, conn: sqlite3.Connection) -> int:
+        """Everything the journal occupies: database, write-ahead log and bodies."""
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        return int((pages + 2) * page_size + self.bodies.size())
+        try:
+            wal = os.stat(self.path.with_name(self.path.name + "-wal")).st_size
+        except FileNotFoundError:
+            wal = 0
+        return int((pages + 2) * page_size + wal + self.bodies.size())
 
     async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
         """Take up to ``limit`` due deliveries, oldest first, for ``lease`` seconds."""
@@ -385,7 +463,7 @@ class SQLiteJournal(ClaimFinisher):
                 " attempts = attempts + 1 WHERE id IN (SELECT id FROM deliveries"
                 " WHERE status = 'pending' AND not_before <= ? ORDER BY received_at LIMIT ?)"
                 " RETURNING id, name, action, installation_id, headers, body_file, body_offset,"
-                " body_length, received_at, attempts, attempts - attempts_before",
+                " body_length, received_at, attempts, attempts - attempts_before, body_crc",
                 (consumer, now + lease, now, limit),
             ).fetchall()
             conn.executemany(
@@ -397,9 +475,11 @@ class SQLiteJournal(ClaimFinisher):
             claimed = []
             for row in rows:
                 try:
-                    body = self.bodies.read(row[5], row[6], row[7])
+                    body = self.bodies.read(row[5], row[6], row[7], row[11])
                 except BodyLost as exc:
                     self._lost(conn, row[0], consumer, now, str(exc))
+                    if isinstance(exc, BodyDamaged):
+                        self._note_damage(f"delivery {row[0]}: {exc}")
                     continue
                 claimed.append(
                     Delivery(
@@ -534,7 +614,7 @@ class SQLiteJournal(ClaimFinisher):
         file: a second bot started on the same file is refused with a clear error instead of
         sharing it. ``wait``: how long to wait for a previous bot's processes to die first.
         """
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path = self._lock_path
         handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the process's lifetime
         deadline = time.monotonic() + wait
         while True:
@@ -558,6 +638,36 @@ class SQLiteJournal(ClaimFinisher):
         handle.flush()
         self._lock_handle = handle
 
+    async def check(self) -> None:
+        """The start's integrity check: damage noted while running, ``PRAGMA quick_check``,
+        and the checksum of every body still to run. Raise :class:`JournalDamaged` with what
+        is wrong and how to salvage."""
+
+        def work(conn: sqlite3.Connection) -> list[str]:
+            problems = quick_check(conn)
+            if problems:
+                return problems
+            for row in conn.execute(
+                "SELECT id, body_file, body_offset, body_length, body_crc FROM deliveries"
+                " WHERE status IN ('pending', 'running') AND body_crc IS NOT NULL"
+            ):
+                try:
+                    self.bodies.read(row[1], row[2], row[3], row[4])
+                except BodyDamaged as exc:
+                    problems.append(f"delivery {row[0]}: {exc}")
+                except BodyLost:
+                    pass  # fails with its reason when claimed, as ever
+            return problems
+
+        noted = self.damaged()
+        problems = [noted] if noted is not None else []
+        try:
+            problems += await self._call(work)
+        except JournalUnavailable as exc:
+            problems.append(str(exc))
+        if problems:
+            raise JournalDamaged(refusal(self.path, problems))
+
     @property
     def lock_fd(self) -> int | None:
         """The file descriptor holding :meth:`lock` (a handler process inherits it), or None."""
@@ -565,9 +675,9 @@ class SQLiteJournal(ClaimFinisher):
 
     def _entry(self, row: tuple[Any, ...], history: list[Attempt]) -> Entry:
         (id_, name, action, installation_id, headers, body_file, offset, length, status,
-         attempts, received_at, not_before, finished_at, last_error) = row  # fmt: skip
+         attempts, received_at, not_before, finished_at, last_error, crc) = row  # fmt: skip
         try:
-            body = self.bodies.read(body_file, offset, length)
+            body = self.bodies.read(body_file, offset, length, crc)
         except BodyLost as exc:
             body, last_error = b"", f"{last_error}; {exc}" if last_error else str(exc)
         delivery = Delivery(id_, name, body, action, installation_id, json.loads(headers),

@@ -1,0 +1,246 @@
+"""A damaged journal is reported, not trusted; a full disk never makes work run twice.
+
+Findings 6 and 7 of issue 15: a damaged page passed for healthy (the bot started, /readyz
+said 200, deliveries got 202 and never ran); a garbage write-ahead log was dropped silently
+with what it held; the size cap did not count the write-ahead log, so the disk filled and
+deliveries whose outcome could not be stored ran again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+
+from framework import Context
+from framework.journal import JournalDamaged, JournalUnavailable, Status
+from framework.journal.integrity import wal_problem
+from framework.journal.sqlite import SQLiteJournal
+from framework.testing import FakeGitHub, serve_async
+from framework.webhooks.delivery import Delivery
+from tests.support import APP_ID, PEM, ROOT, SECRET, issue_opened, signed, start_bot
+from tests.test_reliability import new_app, stop
+
+SLOW_BOT = str(ROOT / "tests" / "bots" / "slow_labeler.py")
+HOOK = "/api/github/webhooks"
+
+
+def record(path: Path, numbers: range) -> None:
+    async def go() -> None:
+        journal = await SQLiteJournal.open(path)
+        try:
+            for n in numbers:
+                assert await journal.record(
+                    Delivery.from_payload(f"d-{n}", "issues", issue_opened(n))
+                )
+        finally:
+            await journal.close()
+
+    asyncio.run(go())
+
+
+def bot_env(path: Path, fake_url: str = "http://127.0.0.1:9") -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST")}
+    return environment | {
+        "APP_ID": str(APP_ID),
+        "PRIVATE_KEY": PEM,
+        "WEBHOOK_SECRET": SECRET,
+        "GITHUB_API_URL": fake_url,
+        "HOST": "127.0.0.1",
+        "PORT": "0",
+        "PYTHONPATH": str(ROOT),
+        "JOURNAL_PATH": str(path),
+    }
+
+
+def refused_start(path: Path) -> str:
+    """Start the bot on the journal at ``path``; return its output once it refuses."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "framework", "run", SLOW_BOT],
+            env=bot_env(path),
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the bot started on a damaged journal:\n{exc.output}") from None
+    assert done.returncode != 0
+    return done.stdout + done.stderr
+
+
+def salvage(path: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "framework", "deliveries", "salvage"],
+        env=bot_env(path),
+        cwd=path.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        byte = file.read(1)
+        file.seek(offset)
+        file.write(bytes([byte[0] ^ 0xFF]))
+
+
+# The write-ahead log's header -----------------------------------------------------------
+
+
+def test_a_wal_header_is_checked_before_sqlite_would_drop_it(tmp_path: Path) -> None:
+    record(tmp_path / "j.sqlite3", range(1, 2))
+    script = "import sqlite3; c = sqlite3.connect('w.db'); c.execute('PRAGMA journal_mode=WAL')\n"
+    script += "c.execute('CREATE TABLE t (x)'); c.commit(); import os; os._exit(0)"
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True)
+    header = (tmp_path / "w.db-wal").read_bytes()[:32]
+    assert wal_problem(header, 4096) is None
+    damaged = header[:28] + bytes([header[28] ^ 1]) + header[29:]
+    assert wal_problem(damaged, 4096) == "its header's checksum does not match"
+    assert wal_problem(b"\0" * 32, 4096) == "its header is not a SQLite write-ahead log header"
+    assert wal_problem(b"\0" * 10, 10) is None  # too short to hold a committed transaction
+
+
+# Finding 6: damage at start -------------------------------------------------------------
+
+
+def test_a_flipped_byte_in_the_last_page_is_refused_at_start_and_salvaged(
+    tmp_path: Path, fake: FakeGitHub, fake_url: str
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    record(path, range(1, 11))
+    size = path.stat().st_size
+    flip_byte(path, size - 4096)  # the last page's type: a b-tree page no longer
+    output = refused_start(path)
+    assert "is damaged" in output and "deliveries salvage" in output, output
+    report = salvage(path)
+    assert "failed its integrity check" in report, report
+    assert list(tmp_path.glob("journal.sqlite3.damaged-*")), "the damaged file was not kept"
+    bot, _ = start_bot(SLOW_BOT, fake_url, tmp_path, JOURNAL_PATH=str(path))
+    stop(bot)
+
+
+def test_a_garbage_wal_is_refused_at_start_not_dropped_with_what_it_holds(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.sqlite3"
+    record(path, range(1, 2))  # the database exists, checkpointed
+    # Ten more recorded by a process that dies before any checkpoint: they are in the WAL.
+    script = textwrap.dedent(f"""
+        import asyncio, os
+        from framework.journal.sqlite import SQLiteJournal
+        from framework.webhooks.delivery import Delivery
+        from tests.support import issue_opened
+        async def go():
+            journal = await SQLiteJournal.open({str(path)!r})
+            for n in range(2, 12):
+                await journal.record(Delivery.from_payload(f"d-{{n}}", "issues", issue_opened(n)))
+            os._exit(0)
+        asyncio.run(go())
+    """)
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=30)
+    wal = path.with_name(path.name + "-wal")
+    assert wal.stat().st_size > 4096
+    wal.write_bytes(os.urandom(wal.stat().st_size))
+    output = refused_start(path)
+    assert "write-ahead log" in output and "deliveries salvage" in output, output
+    report = salvage(path)
+    assert "what it held is lost" in report, report
+
+
+async def test_a_journal_of_the_previous_layout_gains_body_checksums(tmp_path: Path) -> None:
+    import sqlite3
+
+    from framework.journal.sqlite import SCHEMA
+
+    path = tmp_path / "journal.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(SCHEMA.replace(",\n    body_crc INTEGER", ""))
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    journal = await SQLiteJournal.open(path)
+    try:
+        assert await journal.record(Delivery.from_payload("d-1", "issues", issue_opened(1)))
+        assert [d.id for d in await journal.claim("c", 10, 30)] == ["d-1"]
+    finally:
+        await journal.close()
+
+
+# Finding 6: damage at run time ----------------------------------------------------------
+
+
+async def test_a_damaged_body_found_while_running_turns_readyz_and_deliveries_to_503(
+    tmp_path: Path, fake_url: str
+) -> None:
+    backend = {"JOURNAL_PATH": str(tmp_path / "journal.sqlite3")}
+    app = new_app(backend, fake_url, retry_backoff_seconds=0.3, retry_backoff_max_seconds=0.3)
+    runs: list[str] = []
+
+    @app.on("issues.opened")
+    async def fails_once(ctx: Context) -> None:
+        runs.append(ctx.delivery_id)
+        if len(runs) == 1:
+            raise RuntimeError("the first run fails: the delivery is claimed again later")
+
+    async with serve_async(app) as url, httpx.AsyncClient(base_url=url) as client:
+        body, headers = signed("issues", issue_opened(1), "d-1")
+        assert (await client.post(HOOK, content=body, headers=headers)).status_code == 202
+        for _ in range(200):
+            if runs:
+                break
+            await asyncio.sleep(0.01)
+        bodies = tmp_path / "journal.sqlite3-bodies"
+        flip_byte(next(bodies.iterdir()), 10)  # before its second claim
+        for _ in range(500):
+            if (await client.get("/readyz")).status_code == 503:
+                break
+            await asyncio.sleep(0.01)
+        ready = await client.get("/readyz")
+        body, headers = signed("issues", issue_opened(2), "d-2")
+        late = await client.post(HOOK, content=body, headers=headers)
+        journal = await app.open_journal()
+        entry = await journal.get("d-1")
+    assert ready.status_code == 503 and ready.json() == {"status": "journal damaged"}
+    assert late.status_code == 503 and "damaged" in late.json()["error"]
+    assert runs == ["d-1"]  # never run on a damaged body
+    assert entry is not None and entry.status is Status.FAILED
+    assert "checksum" in (entry.last_error or "")
+    # The next start refuses until salvaged.
+    with pytest.raises(JournalDamaged, match="deliveries salvage"):
+        restarted = await SQLiteJournal.open(tmp_path / "journal.sqlite3")
+        try:
+            await restarted.check()
+        finally:
+            await restarted.close()
+
+
+async def test_a_damaged_body_is_refused_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    journal = await SQLiteJournal.open(path)
+    await journal.record(Delivery.from_payload("d-1", "issues", issue_opened(1)))
+    await journal.close()
+    flip_byte(next((tmp_path / "journal.sqlite3-bodies").iterdir()), 10)
+    journal = await SQLiteJournal.open(path)
+    try:
+        with pytest.raises(JournalDamaged, match=r"d-1.*checksum"):
+            await journal.check()
+    finally:
+        await journal.close()
+    with pytest.raises(JournalUnavailable):  # nothing else changed: still refused
+        journal = await SQLiteJournal.open(path)
+        try:
+            await journal.check()
+        finally:
+            await journal.close()
