@@ -244,3 +244,25 @@ async def test_a_damaged_body_is_refused_at_start(tmp_path: Path) -> None:
             await journal.check()
         finally:
             await journal.close()
+
+
+def test_salvage_reads_past_a_damaged_page_in_the_middle(tmp_path: Path) -> None:
+    import sqlite3
+
+    from framework.journal.salvage import readable_rows
+
+    path = tmp_path / "t.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(f"{n:04d}" + "x" * 200,) for n in range(2000)])
+    conn.commit()
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.close()
+    flip_byte(path, (pages // 2) * 4096)  # a leaf in the middle of the table
+    conn = sqlite3.connect(path)
+    with pytest.raises(sqlite3.DatabaseError):
+        conn.execute("SELECT count(*) FROM t").fetchone()
+    kept = [str(row[0])[:4] for row in readable_rows(conn, "t", "x")]
+    conn.close()
+    assert 1900 < len(kept) < 2000  # one page's rows lost, the rest kept
+    assert kept[0] == "0000" and kept[-1] == "1999"

@@ -6,8 +6,8 @@ damaged page is only noticed by the query that reads it. So the journal checks, 
 :func:`wal_problem` (before SQLite opens the file) and ``PRAGMA quick_check``; bodies carry a
 CRC-32 (:func:`~framework.journal.bodies.body_checksum`), checked whenever one is read for its
 handlers. Damage found while running is written to ``PATH.damaged`` (:func:`mark_damaged`):
-every process of the bot then refuses new deliveries (503) and ``/readyz`` answers 503, until ``python -m framework
-deliveries salvage`` has kept what is readable.
+every process of the bot then refuses new deliveries (503) and ``/readyz`` answers 503,
+until ``python -m framework deliveries salvage`` has kept what is readable.
 
 The checks are here; :mod:`framework.journal.salvage` repairs.
 """

@@ -36,11 +36,10 @@ _ATTEMPT_COLUMNS = "delivery_id, number, consumer, started_at, finished_at, erro
 _STATUSES = ("pending", "running", "done", "failed")
 _BATCH = 256
 _LARGEST_ROWID = 2**63 - 1
+Row = tuple[object, ...]
 
 
-def readable_rows(
-    conn: sqlite3.Connection, table: str, columns: str
-) -> Iterator[tuple[object, ...]]:
+def readable_rows(conn: sqlite3.Connection, table: str, columns: str) -> Iterator[Row]:
     """Every row of ``table`` that can be read, in rowid order, skipping damaged pages.
 
     After a read fails at rowid ``after``, the smallest rowid from which reading works again
