@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,7 +27,7 @@ from framework.journal.sqlite import SQLiteJournal
 from framework.testing import FakeGitHub, serve_async
 from framework.webhooks.delivery import Delivery
 from tests.support import APP_ID, PEM, ROOT, SECRET, issue_opened, signed, start_bot
-from tests.test_reliability import new_app, stop
+from tests.test_reliability import new_app, runs, stop, wait_until
 
 SLOW_BOT = str(ROOT / "tests" / "bots" / "slow_labeler.py")
 HOOK = "/api/github/webhooks"
@@ -266,3 +268,95 @@ def test_salvage_reads_past_a_damaged_page_in_the_middle(tmp_path: Path) -> None
     conn.close()
     assert 1900 < len(kept) < 2000  # one page's rows lost, the rest kept
     assert kept[0] == "0000" and kept[-1] == "1999"
+
+
+# Finding 7: the size cap counts everything the journal writes ---------------------------
+
+
+def journal_bytes(path: Path) -> int:
+    files = [path, path.with_name(path.name + "-wal")]
+    files += list(path.with_name(path.name + "-bodies").glob("*"))
+    return sum(f.stat().st_size for f in files if f.exists())
+
+
+async def test_the_size_cap_counts_the_wal_and_leaves_room_for_outcomes(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    cap = 2 * 1024 * 1024
+    journal = await SQLiteJournal.open(path, max_bytes=cap)
+    stored = 0
+    try:
+        for n in range(1, 500):
+            payload = issue_opened(n) | {"padding": "x" * 20_000}
+            try:
+                await journal.record(Delivery.from_payload(f"d-{n}", "issues", payload))
+            except JournalUnavailable as exc:
+                assert "full" in str(exc)
+                break
+            stored += 1
+            assert journal_bytes(path) <= cap, f"over the cap after {stored} deliveries"
+        assert 20 < stored < 100
+        claimed = await journal.claim("c", 1000, 30)
+        assert len(claimed) == stored
+        for delivery in claimed:  # every outcome is recorded: none would run again
+            assert await journal.complete(delivery.id, "c")
+        assert journal_bytes(path) <= cap
+    finally:
+        await journal.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MB tmpfs, as a small disk that fills up."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs (needs root with CAP_SYS_ADMIN): {mounted.stderr}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_small_disk_with_the_cap_set_runs_nothing_twice(
+    small_disk: Path, fake: FakeGitHub, fake_url: str, tmp_path: Path
+) -> None:
+    env = {
+        "JOURNAL_PATH": str(small_disk / "journal.sqlite3"),
+        "JOURNAL_MAX_BYTES": str(8 * 1024 * 1024),
+        "SLOW_SECONDS": "0.05",
+    }
+
+    async def fill(base: str) -> set[int]:
+        accepted: set[int] = set()
+        async with httpx.AsyncClient(base_url=base, timeout=20) as client:
+
+            async def one(n: int) -> None:
+                payload = issue_opened(n) | {"padding": "x" * 60_000}
+                body, headers = signed("issues", payload, f"d-{n}")
+                response = await client.post(HOOK, content=body, headers=headers)
+                assert response.status_code in (202, 503), response.text
+                if response.status_code == 202:
+                    accepted.add(n)
+
+            for start in range(1, 400, 10):
+                await asyncio.gather(*(one(n) for n in range(start, start + 10)))
+        return accepted
+
+    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path, **env)
+    try:
+        accepted = asyncio.run(fill(base))
+        assert 10 < len(accepted) < 390, "the disk never filled, or nothing was stored"
+        wait_until(lambda: set(runs(fake)) >= accepted, 60, "every accepted delivery to run")
+    finally:
+        output = stop(bot)
+    bot, _ = start_bot(SLOW_BOT, fake_url, tmp_path, **env)  # what was not recorded runs now
+    time.sleep(3)
+    output += stop(bot)
+    counts = runs(fake)
+    assert set(counts) == accepted, output
+    assert {n: c for n, c in counts.items() if c > 1} == {}, output

@@ -96,6 +96,13 @@ _COLUMNS = (
     " attempts, received_at, not_before, finished_at, last_error, body_crc"
 )
 
+OUTCOME_RESERVE = 0.1
+"""The part of ``JOURNAL_MAX_BYTES`` kept for claims and outcomes: new deliveries stop before."""
+DISK_RESERVE_BYTES = 4 * 1024 * 1024
+"""Free disk kept for claims and outcomes whatever the cap: a journal on a full disk stores no
+new delivery, and claims none it could not record the outcome of."""
+CLAIM_RESERVE_BYTES = DISK_RESERVE_BYTES // 2
+
 _ROWS_PER_STATEMENT = 90  # 10 values a row: within SQLite's oldest limit of 999 variables
 _FULL_TEXT = "database or disk is full"
 
@@ -180,6 +187,7 @@ class SQLiteJournal(ClaimFinisher):
         self._clock = clock
         self._lock_handle: Any = None
         self._damage: str | None = None
+        self._disk_full_claims = 0
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._recorder: Batcher[Delivery, bool] = Batcher(self._record_batch, size=512)
@@ -237,10 +245,30 @@ class SQLiteJournal(ClaimFinisher):
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             max_pages = max(10, self.max_bytes // page_size)
             conn.execute(f"PRAGMA max_page_count = {max_pages}")
-            # New deliveries stop at 90% (database and bodies together): the rest is for
-            # claiming and finishing those stored.
-            self._record_bytes = int(self.max_bytes * 0.9)
+            # The write-ahead log counts too: checkpointed (and cut back) at 5% of the cap.
+            wal_pages = max(16, max_pages // 20)
+            conn.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
+            conn.execute(f"PRAGMA journal_size_limit = {wal_pages * page_size}")
+            # New deliveries stop at 90% (database, write-ahead log and bodies together):
+            # the rest is for claiming and recording the outcomes of those stored.
+            self._record_bytes = int(self.max_bytes * (1 - OUTCOME_RESERVE))
         return conn
+
+    def _disk_free(self) -> int:
+        """Bytes the filesystem holding the journal still has for it."""
+        try:
+            stats = os.statvfs(self.path.parent)
+        except OSError:
+            return DISK_RESERVE_BYTES * 2  # cannot tell: let SQLite report a full disk
+        return stats.f_bavail * stats.f_frsize
+
+    def _room(self, conn: sqlite3.Connection) -> int:
+        """Bytes new deliveries may still take: under the cap, and leaving the disk room
+        to record the outcomes of what is stored."""
+        room = self._disk_free() - DISK_RESERVE_BYTES
+        if self._record_bytes is not None:
+            room = min(room, self._record_bytes - self._bytes_used(conn))
+        return room
 
     def _serve(self) -> None:
         conn: sqlite3.Connection | None = None
@@ -394,7 +422,7 @@ class SQLiteJournal(ClaimFinisher):
                     some,
                 ).fetchall()
             )
-        room = None if self._record_bytes is None else self._record_bytes - self._bytes_used(conn)
+        room = self._room(conn)
         outcomes: list[bool | Exception] = []
         rows: list[tuple[Any, ...]] = []
         seen: set[str] = set()
@@ -412,11 +440,10 @@ class SQLiteJournal(ClaimFinisher):
                 outcomes.append(InvalidPayload("installation.id is not a 64-bit integer"))
                 continue  # refused alone: the rest of the batch is stored
             body = delivery.body
-            if room is not None:
-                if len(body) >= room:
-                    outcomes.append(explain(self.path, sqlite3.OperationalError(_FULL_TEXT)))
-                    continue
-                room -= len(body)
+            if len(body) >= room:
+                outcomes.append(explain(self.path, sqlite3.OperationalError(_FULL_TEXT)))
+                continue
+            room -= len(body)
             body_file, offset = self.bodies.append(body)
             rows.append(
                 (delivery.id, delivery.name, delivery.action, delivery.installation_id,
@@ -454,10 +481,23 @@ class SQLiteJournal(ClaimFinisher):
         return int((pages + 2) * page_size + wal + self.bodies.size())
 
     async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
-        """Take up to ``limit`` due deliveries, oldest first, for ``lease`` seconds."""
+        """Take up to ``limit`` due deliveries, oldest first, for ``lease`` seconds.
+
+        None while the disk lacks room to record their outcomes: a delivery run and not
+        recorded would run again.
+        """
         now = self._clock()
 
         def work(conn: sqlite3.Connection) -> list[Delivery]:
+            if self._disk_free() < CLAIM_RESERVE_BYTES:
+                self._disk_full_claims += 1
+                if self._disk_full_claims % 1000 == 1:
+                    logger.error(
+                        "the disk holding %s is nearly full: no delivery is started until "
+                        "there is room to record its outcome (purge old deliveries)",
+                        self.path,
+                    )
+                return []
             rows = conn.execute(
                 "UPDATE deliveries SET status = 'running', consumer = ?, lease_until = ?,"
                 " attempts = attempts + 1 WHERE id IN (SELECT id FROM deliveries"
