@@ -270,3 +270,30 @@ async def test_the_journal_refuses_an_unstorable_id_alone_in_its_batch(tmp_path:
         assert await journal.active() == 29
     finally:
         await journal.close()
+
+
+# Log hygiene ---------------------------------------------------------------------------
+
+
+def test_a_request_value_cannot_forge_fields_in_the_pretty_log() -> None:
+    import logging
+
+    from framework.observe.log import PrettyFormatter
+
+    record = logging.LogRecord("framework", logging.WARNING, __file__, 1, "refused", (), None)
+    record.bound_fields = {"delivery": "x event=installation.deleted", "event": "issues.opened"}
+    line = PrettyFormatter().format(record)
+    assert line.endswith('delivery="x event=installation.deleted" event=issues.opened')
+
+
+def test_uvicorns_line_per_invalid_request_is_rate_limited(fake_url: str, tmp_path: Path) -> None:
+    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path)
+    try:
+        for _ in range(50):
+            with socket.create_connection(address(base), timeout=5) as sock:
+                sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+                read_until_closed(sock, 5)
+    finally:
+        output = stop(bot)
+    lines = [line for line in output.splitlines() if "Invalid HTTP request" in line]
+    assert 1 <= len(lines) <= 5, output

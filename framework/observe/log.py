@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Mapping, MutableMapping
 from typing import Any
@@ -45,6 +46,22 @@ def _fields(record: logging.LogRecord) -> Mapping[str, Any]:
     return fields if isinstance(fields, Mapping) else {}
 
 
+_PLAIN = re.compile(r"[\w.,:/@+#-]+")
+
+
+def field_value(value: Any) -> str:
+    """A field's value as the pretty format shows it: quoted (JSON-escaped) unless it is a
+    plain token, so a value taken from a request cannot forge fields or lines of its own.
+
+    >>> field_value("72d3162e"), field_value(42)
+    ('72d3162e', '42')
+    >>> field_value("x event=forged")
+    '"x event=forged"'
+    """
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) else json.dumps(text, ensure_ascii=False)
+
+
 class PrettyFormatter(logging.Formatter):
     """``12:00:00 INFO  name: message  key=value ...`` for people reading a terminal."""
 
@@ -53,7 +70,9 @@ class PrettyFormatter(logging.Formatter):
         line = f"{time} {record.levelname:<5} {record.name}: {record.getMessage()}"
         fields = _fields(record)
         if fields:
-            line += "  " + " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+            line += "  " + " ".join(
+                f"{k}={field_value(v)}" for k, v in fields.items() if v is not None
+            )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
