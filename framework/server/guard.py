@@ -9,16 +9,17 @@ headers or a body that never ends. None of that may slow the bot, so:
   chunk by chunk (quadratic: a 64 MB header blocked the event loop for 10 s) and has no size cap
   of its own, so the cap is counted here, before the parser sees the bytes past it.
 - **Bodies** must keep up a minimum rate after a grace period (:func:`body_deadline`): a
-  stalled body is answered 408 and its connection closed (:class:`BodyRateGuard`).
+  stalled body is answered 408 and its connection closed.
 - **Idle connections** are closed: after ``SERVER_KEEP_ALIVE_SECONDS`` between requests (uvicorn),
   and after the header timeout on a connection that never sends a request (here).
 - **Connections** are capped below the file limit (``SERVER_MAX_CONNECTIONS``): past the cap, the
   connection that has waited longest without a request is closed to make room, so a new
   delivery and ``/healthz`` are answered however many idle connections someone opens.
 
-:func:`guarded_protocol` builds the connection-level part as a subclass of uvicorn's httptools
-protocol; :class:`BodyRateGuard` is ASGI middleware. :func:`framework.server.serving.uvicorn_config`
-puts both in place.
+:func:`guarded_protocol` builds them into a subclass of uvicorn's httptools protocol, which
+:func:`framework.server.serving.uvicorn_config` gives uvicorn. They live there rather than in
+ASGI middleware because that is where the bytes arrive, before any request exists; and one
+sweep over the connections twice a second replaces a timeout around every ``receive()``.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from framework.common.encoding import compact_json
 from framework.observe.throttle import Throttle, held_note
-from framework.webhooks.receiver import Message, Receive, Scope, Send
 
 logger = logging.getLogger("framework.server.guard")
+
+SWEEP_SECONDS = 0.5
+"""How often the connections' deadlines are checked: each holds to within this."""
 
 FILES_KEPT_FREE = 128
 """File descriptors left for the journal, body files, handler processes and the API client."""
@@ -106,7 +109,12 @@ def _log_refusal(reason: str, client: Any) -> None:
 
 
 class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the connection-level limits (see the module)."""
+    """uvicorn's httptools protocol with the limits of this module.
+
+    The deadlines are checked by one sweep over the server's connections every
+    :data:`SWEEP_SECONDS` (so they hold to within that), not by a timer per request: a
+    request pays for a timestamp, not for a timer set and cancelled.
+    """
 
     limits: ClassVar[ServerLimits] = ServerLimits()
 
@@ -116,7 +124,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._header_count = 0
         self._uncounted_chunk = False
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._body_started: float | None = None  # a request's body is being read since then
+        self._body_received = 0
 
     @property
     def idle_since(self) -> float | None:
@@ -128,11 +137,10 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._wait_for_headers()
+        if not getattr(self.server_state, "guard_sweeping", False):
+            self.server_state.guard_sweeping = True  # type: ignore[attr-defined]
+            self.loop.call_later(SWEEP_SECONDS, _sweep, self.server_state)
         self._make_room()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_header_timer()
-        super().connection_lost(exc)
 
     def _make_room(self) -> None:
         if len(self.connections) <= self.limits.max_connections:
@@ -149,20 +157,26 @@ class GuardedProtocol(HttpToolsProtocol):
     def _wait_for_headers(self) -> None:
         self.waiting_since = self.loop.time()
         self._header_bytes = 0
-        self._stop_header_timer()
-        self._header_timer = self.loop.call_later(self.limits.header_timeout, self._too_slow)
 
-    def _stop_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _too_slow(self) -> None:
-        self._header_timer = None
-        if self.waiting_since is not None and not self.transport.is_closing():
+    def check_deadlines(self, now: float) -> None:
+        """Close the connection if its headers or its body are late (the sweep calls it)."""
+        if self.transport.is_closing():
+            return
+        idle = self.idle_since
+        if idle is not None and now - idle > self.limits.header_timeout:
             if self._header_bytes:  # an idle connection closes silently, as keep-alive does
                 _log_refusal("its request headers took too long", self.client)
             self.transport.close()
+        elif self._body_started is not None and now > self._body_deadline(self._body_started):
+            _log_refusal("its body arrived too slowly", self.client)
+            if self.cycle is not None and self.cycle.response_started:
+                self.transport.close()
+            else:  # the app, waiting for the rest, hears of a disconnect
+                self._refuse(b"408 Request Timeout", "the body arrived too slowly")
+
+    def _body_deadline(self, started: float) -> float:
+        limits = self.limits
+        return body_deadline(started, self._body_received, limits.body_grace, limits.body_min_rate)
 
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
@@ -199,10 +213,17 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.waiting_since = None
-        self._stop_header_timer()
+        # Until the message is complete (at once, for a request without a body).
+        self._body_started = self.loop.time()
+        self._body_received = 0
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._body_received += len(body)
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
+        self._body_started = None
         super().on_message_complete()
         # What follows is the next request's headers; the response's own wait is not timed.
         self.waiting_since = self.loop.time()
@@ -215,70 +236,19 @@ class GuardedProtocol(HttpToolsProtocol):
             self._wait_for_headers()
 
 
+def _sweep(server_state: Any) -> None:
+    """Check every connection's deadlines; again in a moment while there are connections."""
+    connections = [c for c in server_state.connections if isinstance(c, GuardedProtocol)]
+    if not connections:
+        server_state.guard_sweeping = False  # the next connection starts it again
+        return
+    loop = connections[0].loop
+    now = loop.time()
+    for connection in connections:
+        connection.check_deadlines(now)
+    loop.call_later(SWEEP_SECONDS, _sweep, server_state)
+
+
 def guarded_protocol(limits: ServerLimits) -> type[GuardedProtocol]:
     """The protocol class to give uvicorn (``http=``), with these limits."""
     return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits})
-
-
-_SLOW_BODY = compact_json({"error": "the body arrived too slowly"})
-
-
-class BodyRateGuard:
-    """ASGI middleware: a request body that falls behind :func:`body_deadline` is cut.
-
-    The app then sees ``http.disconnect``; whatever it answers becomes a 408 that closes
-    the connection. Once the body is complete, ``receive`` is passed through untimed.
-    """
-
-    def __init__(self, app: Any, grace: float, min_rate: float) -> None:
-        self.app = app
-        self.grace = grace
-        self.min_rate = min_rate
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        received = 0
-        complete = False
-        cut = False
-
-        async def timed_receive() -> Message:
-            nonlocal received, complete, cut
-            if complete:
-                return await receive()
-            if cut:
-                return {"type": "http.disconnect"}
-            try:
-                async with asyncio.timeout_at(
-                    body_deadline(started, received, self.grace, self.min_rate)
-                ):
-                    message = await receive()
-            except TimeoutError:
-                cut = True
-                _log_refusal("its body arrived too slowly", scope.get("client"))
-                return {"type": "http.disconnect"}
-            received += len(message.get("body", b""))
-            complete = not message.get("more_body", False)
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            if not cut:
-                await send(message)
-            elif message["type"] == "http.response.start":
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 408,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(_SLOW_BODY)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": _SLOW_BODY})
-
-        await self.app(scope, timed_receive, guarded_send)

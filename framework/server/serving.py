@@ -15,12 +15,7 @@ from typing import Any
 import uvicorn
 
 from framework.observe.throttle import ThrottleFilter
-from framework.server.guard import (
-    BodyRateGuard,
-    ServerLimits,
-    default_max_connections,
-    guarded_protocol,
-)
+from framework.server.guard import ServerLimits, default_max_connections, guarded_protocol
 from framework.settings import Settings
 
 logger = logging.getLogger("framework")
@@ -48,7 +43,7 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
     limits = server_limits(settings)
     throttle_invalid_request_lines()
     return uvicorn.Config(
-        BodyRateGuard(app, limits.body_grace, limits.body_min_rate),
+        app,
         host=settings.host,
         port=settings.port,
         http=guarded_protocol(limits),
