@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -22,7 +23,7 @@ import pytest
 
 from framework import Context
 from framework.journal import JournalDamaged, JournalUnavailable, Status
-from framework.journal.integrity import wal_problem
+from framework.journal.integrity import is_corruption, wal_problem
 from framework.journal.sqlite import SQLiteJournal
 from framework.testing import FakeGitHub, serve_async
 from framework.webhooks.delivery import Delivery
@@ -163,8 +164,6 @@ def test_a_garbage_wal_is_refused_at_start_not_dropped_with_what_it_holds(
 
 
 async def test_a_journal_of_the_previous_layout_gains_body_checksums(tmp_path: Path) -> None:
-    import sqlite3
-
     from framework.journal.sqlite import SCHEMA
 
     path = tmp_path / "journal.sqlite3"
@@ -249,8 +248,6 @@ async def test_a_damaged_body_is_refused_at_start(tmp_path: Path) -> None:
 
 
 def test_salvage_reads_past_a_damaged_page_in_the_middle(tmp_path: Path) -> None:
-    import sqlite3
-
     from framework.journal.salvage import readable_rows
 
     path = tmp_path / "t.db"
@@ -360,3 +357,17 @@ def test_a_full_small_disk_with_the_cap_set_runs_nothing_twice(
     counts = runs(fake)
     assert set(counts) == accepted, output
     assert {n: c for n, c in counts.items() if c > 1} == {}, output
+
+
+@pytest.mark.parametrize(
+    ("error", "damage"),
+    [
+        (sqlite3.DatabaseError("database disk image is malformed"), True),
+        (sqlite3.DatabaseError("file is not a database"), True),
+        (sqlite3.OperationalError("database or disk is full"), False),
+        (sqlite3.OperationalError("database is locked"), False),
+        (OSError(28, "No space left on device"), False),
+    ],
+)
+def test_only_damage_reported_by_sqlite_counts_as_damage(error: Exception, damage: bool) -> None:
+    assert is_corruption(error) is damage

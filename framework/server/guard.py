@@ -28,7 +28,7 @@ import asyncio
 import logging
 import resource
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -47,9 +47,17 @@ FILES_KEPT_FREE = 128
 K = TypeVar("K")
 
 
+def default_max_connections(files_kept_free: int = FILES_KEPT_FREE) -> int:
+    """The open-file limit less what the bot needs besides connections (at least 16)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 65536
+    return max(16, soft - files_kept_free)
+
+
 @dataclass(frozen=True)
 class ServerLimits:
-    """The limits, from ``SERVER_*`` settings."""
+    """The limits, from ``SERVER_*`` settings (these defaults are theirs)."""
 
     header_timeout: float = 10.0
     max_header_bytes: int = 64 * 1024
@@ -57,15 +65,7 @@ class ServerLimits:
     body_grace: float = 10.0
     body_min_rate: int = 16 * 1024
     keep_alive: float = 5.0
-    max_connections: int = 1000
-
-
-def default_max_connections(files_kept_free: int = FILES_KEPT_FREE) -> int:
-    """The open-file limit less what the bot needs besides connections (at least 16)."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 65536
-    return max(16, soft - files_kept_free)
+    max_connections: int = field(default_factory=default_max_connections)
 
 
 def body_deadline(started: float, received: int, grace: float, min_rate: float) -> float:
