@@ -1,0 +1,1 @@
+"""Tools for developing a bot: the tunnel that forwards smee.io deliveries to a local bot."""
