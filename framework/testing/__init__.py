@@ -53,6 +53,7 @@ from framework.testing.fake_github import (
     TokenMint,
     generate_app_key,
 )
+from framework.testing.fake_smee import FakeSmee
 from framework.testing.fake_tapd import FakeTapd
 from framework.testing.server import serve, serve_async
 
@@ -70,6 +71,7 @@ __all__ = [
     "FakeAtomGit",
     "FakeCoding",
     "FakeGitHub",
+    "FakeSmee",
     "FakeTapd",
     "RecordedCall",
     "Reply",

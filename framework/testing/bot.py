@@ -229,7 +229,8 @@ async def run_bot(
     builders use), with the fake's default ``permissions`` unless given. The bot gets
     ``APP_ID``, ``PRIVATE_KEY``, a random ``WEBHOOK_SECRET``, ``GITHUB_API_URL`` and a
     journal in a temporary directory of its own; ``settings`` add to or override those (as
-    ``Settings`` fields: ``retry_max_attempts=3``). Only these values count: the environment
+    ``Settings`` fields: ``retry_max_attempts=3``; ``port`` serves on that loopback port
+    instead of a free one). Only these values count: the environment
     and ``.env`` are not read. A failing handler fails its delivery at once
     (``retry_max_attempts=1``) so its error is in the result without waiting for retries.
 
@@ -307,7 +308,8 @@ async def run_bot(
             app.configure(_OwnSettings(**(values | settings)))
             app.router.error_handlers.append(collector)
             stack.callback(app.router.error_handlers.remove, collector)
-            base_url = await stack.enter_async_context(serve_async(app))
+            port = int(settings.get("port", 0))  # 0: any free port
+            base_url = await stack.enter_async_context(serve_async(app, port=port))
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
             for name in platforms:  # the test may have set its own secrets
                 configured = app.settings.platform_secrets(name)

@@ -50,8 +50,8 @@ class _TestServer(uvicorn.Server):
             await asyncio.sleep(_POLL_SECONDS)
 
 
-def _bind_loopback(host: str) -> socket.socket:
-    """A socket bound to a free port of the loopback address ``host``."""
+def _bind_loopback(host: str, port: int = 0) -> socket.socket:
+    """A socket bound to ``port`` (0: a free one) of the loopback address ``host``."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -66,7 +66,7 @@ def _bind_loopback(host: str) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, 0))
+        sock.bind((host, port))
     except OSError:
         sock.close()
         raise
@@ -159,18 +159,21 @@ async def serve_async(
     app: ASGIApp,
     *,
     host: str = "127.0.0.1",
+    port: int = 0,
     startup_timeout: float = STARTUP_TIMEOUT,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
 ) -> AsyncIterator[str]:
     """Serve ``app`` with uvicorn as a task of the running event loop; yields its base URL.
 
     The same guarantees as :func:`serve`, for async tests: the app then shares the test's
-    event loop, so the test must ``await`` for the server to make progress.
+    event loop, so the test must ``await`` for the server to make progress. ``port`` 0 (the
+    default) lets the kernel pick a free one; give one to bring a server back where a client
+    expects it (a bot restarting behind a tunnel).
 
     >>> async with serve_async(fake.app) as base_url:  # doctest: +SKIP
     ...     response = await client.get(f"{base_url}/app")
     """
-    sock = _bind_loopback(host)
+    sock = _bind_loopback(host, port)
     server = _new_server(app, host, shutdown_timeout)
 
     async def run() -> None:
