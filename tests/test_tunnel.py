@@ -7,16 +7,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from framework import App, Context
+from framework import App, Context, Settings
+from framework.cli import main
+from framework.cli.tunnel import has_app_credentials, recovery
 from framework.dev.tunnel import Tunnel
 from framework.testing import FakeSmee, run_bot, serve_async
 from framework.webhooks.signature import sign
@@ -306,3 +310,42 @@ async def test_a_bot_that_stays_down_is_given_up_on_with_a_hint(
         await eventually(lambda: len(tunnel.given_up) == 1)
     assert tunnel.given_up[0].delivery_id == first
     assert any("gave up" in r.getMessage() and "sync" in r.getMessage() for r in caplog.records)
+
+
+async def test_after_a_reconnect_github_redelivers_what_the_journal_lacks() -> None:
+    app, seen = recording_bot()
+    async with run_bot(app, webhook_secret=SECRET) as bot, smee_channel() as channel:
+        fake, settings = bot.fake, bot.app.settings
+        assert has_app_credentials(settings)
+        tunnel = tunnel_to(channel, bot.url, on_reconnect=recovery(settings))
+        async with running(tunnel):
+            await eventually(lambda: channel.smee.open_streams == 1)
+            held = await channel.post(b'{"action":"opened"}')
+            await eventually(lambda: seen.ids == [held])
+            fake.add_hook_delivery(held, status_code=200)  # smee took it; so did the bot
+            fake.add_hook_delivery("g-long-ago", status_code=200, delivered_at=time.time() - 7200)
+            missed = fake.add_hook_delivery("g-missed", status_code=200)  # smee took it only
+            channel.smee.drop_streams()
+            await eventually(lambda: fake.redeliveries != [])
+            await asyncio.sleep(0.5)  # the sweep has finished
+    assert fake.redeliveries == [missed]  # not the one held, not the one before the drop
+
+
+async def test_without_credentials_a_reconnect_says_how_to_recover(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "framework.tunnel")
+    settings = Settings(webhook_secret=SECRET, app_id=None, private_key=None)
+    assert not has_app_credentials(settings)
+    await recovery(settings)(time.time())
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "may have been missed" in line and "Recent Deliveries" in line
+
+
+def test_the_command_needs_a_channel(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WEBHOOK_PROXY_URL", raising=False)
+    assert main(["tunnel"]) == 2
+    assert "WEBHOOK_PROXY_URL" in capsys.readouterr().err

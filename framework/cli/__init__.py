@@ -3,6 +3,7 @@
 python -m framework run sample_bots/labeler.py
 python -m framework receive --event issues --payload issue.json sample_bots/labeler.py
 python -m framework deliveries list --failed
+python -m framework tunnel https://smee.io/CHANNEL
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from framework.cli import deliveries as deliveries_cli
+from framework.cli import tunnel as tunnel_cli
 from framework.cli.loader import load_app
 from framework.errors import ConfigurationError, FrameworkError
 from framework.observe.log import configure_logging
@@ -148,6 +150,7 @@ def parser() -> argparse.ArgumentParser:
     once.set_defaults(func=receive, host=None, port=None)
 
     deliveries_cli.add_parser(commands)
+    tunnel_cli.add_parser(commands)
 
     child = commands.add_parser("handle", help=argparse.SUPPRESS, description=handle.__doc__)
     child.add_argument("bot")

@@ -128,9 +128,15 @@ async def purge(journal: Journal, args: argparse.Namespace) -> int:
     return 0
 
 
-async def sync_once(app: App, journal: Journal, since: float, dry_run: bool) -> list[str]:
+async def sync_once(
+    app: App, journal: Journal, since: float, dry_run: bool, *, only_failed: bool = True
+) -> list[str]:
     """Ask GitHub to redeliver what it failed to deliver since ``since`` (epoch seconds) and
-    the journal does not hold; return the guids asked for."""
+    the journal does not hold; return the guids asked for.
+
+    ``only_failed=False`` asks for every delivery since then that the journal does not hold,
+    delivered or not: GitHub saw a tunnel's channel take them, the bot never did.
+    """
     attempts: dict[str, list[dict[str, Any]]] = {}
     url: str | None = "/app/hook/deliveries?per_page=100"
     while url is not None:
@@ -144,7 +150,9 @@ async def sync_once(app: App, journal: Journal, since: float, dry_run: bool) -> 
     asked: list[str] = []
     for guid, tries in attempts.items():
         latest = max(tries, key=lambda t: _epoch(t["delivered_at"]))
-        if _epoch(latest["delivered_at"]) < since or any(t["status"] == "OK" for t in tries):
+        if _epoch(latest["delivered_at"]) < since:
+            continue
+        if only_failed and any(t["status"] == "OK" for t in tries):
             continue
         if await journal.get(guid) is not None:
             # Stored: it runs or ran here, whatever GitHub saw. (A dead letter is replayed on
