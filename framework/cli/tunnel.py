@@ -50,7 +50,7 @@ def recovery(settings: Settings) -> Callable[[float], Awaitable[None]]:
 
         async def explain(since: float) -> None:
             logger.warning(
-                "tunnel: deliveries sent since %s UTC may have been missed; set APP_ID and "
+                "deliveries sent since %s UTC may have been missed; set APP_ID and "
                 "PRIVATE_KEY so the tunnel asks GitHub to redeliver them, or redeliver them "
                 "from the app's settings (Advanced, Recent Deliveries)", _when(since),
             )  # fmt: skip
@@ -70,7 +70,7 @@ def recovery(settings: Settings) -> Callable[[float], Awaitable[None]]:
         finally:
             await app.close()
         logger.info(
-            "tunnel: asked GitHub to redeliver %d deliveries sent since %s UTC",
+            "asked GitHub to redeliver %d deliveries sent since %s UTC",
             len(asked), _when(since),
         )  # fmt: skip
 
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         on_reconnect=recovery(settings),
     )
     if not settings.webhook_secrets():
-        logger.warning("tunnel: no WEBHOOK_SECRET here: bodies are rebuilt but not checked")
+        logger.warning("no WEBHOOK_SECRET here: bodies are rebuilt but not checked")
     return asyncio.run(_until_stopped(tunnel.run()))
 
 
@@ -111,7 +111,7 @@ async def _until_stopped(work: Any) -> int:
     try:
         await task
     except asyncio.CancelledError:
-        logger.info("tunnel: stopped after %.0f s", time.monotonic() - started)
+        logger.info("stopped after %.0f s", time.monotonic() - started)
     return 0
 
 

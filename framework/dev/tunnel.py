@@ -175,9 +175,9 @@ class Tunnel:
                         )
                     self.connections += 1
                     if alive_at is None:
-                        self.log.info("tunnel: %s → %s", self.source, self.target)
+                        self.log.info("%s → %s", self.source, self.target)
                     else:
-                        self.log.info("tunnel: reconnected to %s", self.source)
+                        self.log.info("reconnected to %s", self.source)
                         self._recover(alive_at)
                     alive_at = time.time()
                     failures = 0
@@ -191,7 +191,7 @@ class Tunnel:
                 why = f"cannot reach the channel ({_cause(exc)})"
             failures += 1
             delay = backoff(failures, base=self.reconnect_base, cap=self.reconnect_cap)
-            self.log.warning("tunnel: %s; reconnecting in %.1f s", why, delay)
+            self.log.warning("%s; reconnecting in %.1f s", why, delay)
             await asyncio.sleep(delay)
 
     async def _read(self, events: Any, alive_at: float) -> float:
@@ -208,7 +208,7 @@ class Tunnel:
                 try:
                     forward = forward_from_message(event.data, self.secrets)
                 except ValueError as exc:
-                    self.log.warning("tunnel: skipped a message that is not a delivery (%s)", exc)
+                    self.log.warning("skipped a message that is not a delivery (%s)", exc)
                     continue
                 self._queue.put_nowait(forward)
         return alive_at
@@ -225,7 +225,7 @@ class Tunnel:
         try:
             await self.on_reconnect(since)
         except Exception as exc:
-            self.log.warning("tunnel: could not recover missed deliveries: %s", _cause(exc))
+            self.log.warning("could not recover missed deliveries: %s", _cause(exc))
             self.log.debug("recovery failed", exc_info=True)
 
     # Forwarding ------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ class Tunnel:
             if time.monotonic() - started > self.give_up_after:
                 self.given_up.append(forward)
                 self.log.error(
-                    "tunnel: gave up on %s delivery=%s after %.0f s: %s; redeliver it from the "
+                    "gave up on %s delivery=%s after %.0f s: %s; redeliver it from the "
                     "app's settings (Advanced, Recent Deliveries) or `python -m framework "
                     "deliveries sync`", forward.event, forward.delivery_id,
                     time.monotonic() - started, why,
@@ -266,7 +266,7 @@ class Tunnel:
             delay = backoff(failures, base=self.forward_base, cap=self.forward_cap)
             if failures == 1:
                 self.log.warning(
-                    "tunnel: %s delivery=%s: %s; retrying for up to %.0f s",
+                    "%s delivery=%s: %s; retrying for up to %.0f s",
                     forward.event, forward.delivery_id, why, self.give_up_after,
                 )  # fmt: skip
             await asyncio.sleep(delay)
@@ -282,13 +282,13 @@ class Tunnel:
             signature = "signature NOT rebuilt"
         level = logging.INFO if status < 400 else logging.WARNING
         self.log.log(
-            level, "tunnel: %s delivery=%s → %d, %s",
+            level, "%s delivery=%s → %d, %s",
             forward.event, forward.delivery_id, status, signature,
         )  # fmt: skip
         if rebuilt.checked and rebuilt.form is None and not self._hinted:
             self._hinted = True
             self.log.warning(
-                "tunnel: smee.io re-parses each delivery, and this one's bytes could not be "
+                "smee.io re-parses each delivery, and this one's bytes could not be "
                 "rebuilt as GitHub signed them (integers beyond 2**53, a number like 1.0 or "
                 'keys such as "10" lose their form in smee\'s JavaScript), so the bot refuses '
                 "it (401). Check that WEBHOOK_SECRET is the app's, or use a tunnel that "
