@@ -9,6 +9,6 @@ app = App(name="recording")
 
 
 @app.on_any
-async def record(ctx: Context) -> None:
+def record(ctx: Context) -> None:  # a plain handler runs in a thread: blocking is fine
     with Path(os.environ["RECORD_TO"]).open("a") as out:
         out.write(ctx.delivery_id + "\n")
