@@ -19,6 +19,7 @@ The rest are documented on :class:`Settings`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -237,6 +238,23 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("app_id")
+    @classmethod
+    def _numeric_app_id(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() and not value.strip().isdigit():
+            raise ValueError(
+                "must be the app's numeric id (its settings page shows 'App ID'); "
+                "a client id such as Iv1.abc goes in CLIENT_ID"
+            )
+        return value.strip() if value is not None else None
+
+    @field_validator("webhook_secret", "webhook_secret_previous")
+    @classmethod
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and not value.get_secret_value().strip():
+            raise ValueError("is only whitespace: copy the secret itself")
+        return value
+
     @field_validator("webhook_path")
     @classmethod
     def _absolute_path(cls, value: str) -> str:
@@ -332,14 +350,33 @@ class Settings(BaseSettings):
         ]
 
     def _github_problems(self) -> list[str]:
-        problems = self._secret_problem("github", "WEBHOOK_SECRET", "app's")
+        return self._secret_problem("github", "WEBHOOK_SECRET", "app's") + (
+            self.app_credential_problems()
+        )
+
+    def app_credential_problems(self) -> list[str]:
+        """What stops the GitHub App from authenticating (its id, its key), one per line."""
+        from framework.auth.private_key import load_private_key
+
+        problems: list[str] = []
         if not self.app_id and not self.client_id:
             problems.append("APP_ID is not set: set it to the GitHub App's id (or set CLIENT_ID)")
-        if self.private_key is None and self.private_key_path is None:
+        key_text = self.private_key.get_secret_value().strip() if self.private_key else None
+        if not key_text and self.private_key_path is None:
             problems.append(
                 "PRIVATE_KEY is not set: set it to the app's PEM private key "
                 "(or PRIVATE_KEY_PATH to a file holding it)"
             )
+        elif key_text and self.private_key_path is not None:
+            problems.append(
+                "PRIVATE_KEY and PRIVATE_KEY_PATH are both set: keep one (PRIVATE_KEY would be "
+                "used and the file ignored)"
+            )
+        else:
+            try:
+                load_private_key(key_text, self.private_key_path)
+            except ConfigurationError as exc:
+                problems.append(str(exc))
         return problems
 
     def _atomgit_problems(self) -> list[str]:
@@ -384,13 +421,31 @@ class Settings(BaseSettings):
         return f"https://{self.coding_team or 'team'}.coding.net"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment and ``.env``; one clear line per invalid value."""
+def load_settings(
+    *, problems: Callable[[Settings], list[str]] | None = None, **overrides: Any
+) -> Settings:
+    """Read settings from the environment and ``.env``; one clear line per invalid value.
+
+    ``problems`` (e.g. ``Settings.problems_for_serving``) adds what stops the caller from
+    using the settings, and every problem is reported at once: an invalid ``PORT`` does not
+    hide a missing ``APP_ID``.
+    """
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        lines = []
+        lines, invalid = [], set()
         for err in exc.errors(include_url=False, include_input=False):
             name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
             lines.append(f"{name}: {err['msg']}")
-        raise ConfigurationError("invalid settings:\n  " + "\n  ".join(lines)) from None
+            invalid.add(str(err["loc"][0]) if err["loc"] else "")
+        if problems is None or not invalid <= set(Settings.model_fields):
+            raise ConfigurationError("invalid settings:\n  " + "\n  ".join(lines)) from None
+        # The invalid values at their defaults, to find the other problems too.
+        defaults = {name: Settings.model_fields[name].default for name in invalid}
+        found = problems(Settings(**(overrides | defaults)))
+        lines += [p for p in found if p.split(" ")[0].rstrip(":").lower() not in invalid]
+        raise ConfigurationError("cannot start:\n  " + "\n  ".join(lines)) from None
+    found = problems(settings) if problems is not None else []
+    if found:
+        raise ConfigurationError("cannot start:\n  " + "\n  ".join(found))
+    return settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,6 +66,19 @@ def test_run_refuses_to_start_with_one_line_per_missing_setting(
     lines = result.stderr.strip().splitlines()
     assert lines[0] == "error: cannot start:"
     assert [line.split()[0] for line in lines[1:]] == ["WEBHOOK_SECRET", "APP_ID", "PRIVATE_KEY"]
+
+
+def test_run_reports_an_invalid_port_together_with_the_missing_settings(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    wrong = {"PORT": "abc", "APP_ID": "abc", "WEBHOOK_SECRET": "  ", "PRIVATE_KEY_PATH": "no.pem"}
+    result = cli("run", LABELER, env=env | wrong, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "error: cannot start:"
+    named = [line.split()[0].rstrip(":") for line in lines[1:]]
+    assert sorted(named) == ["APP_ID", "PORT", "PRIVATE_KEY_PATH", "WEBHOOK_SECRET"]
+    assert "cannot read no.pem" in result.stderr
 
 
 def test_run_names_a_malformed_key_and_never_prints_it(env: dict[str, str], tmp_path: Path) -> None:
@@ -164,3 +178,13 @@ def test_run_without_an_app_serves_the_setup_page(fake_url: str, tmp_path: Path)
         output = process.communicate(timeout=30)[0]
     assert process.returncode == 0, output
     assert "open http://localhost:" in output
+
+
+def test_keys_and_dot_env_are_ignored_by_git() -> None:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = [".env", "my-app.2026-01-01.private-key.pem", "sub/dir/key.pem"]
+    result = subprocess.run(
+        ["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.stdout.split() == paths

@@ -6,6 +6,9 @@ import pytest
 
 from framework.errors import ConfigurationError
 from framework.settings import Settings, load_settings
+from framework.testing import generate_app_key
+
+PEM, _ = generate_app_key("settings")
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +76,7 @@ def test_serving_problems_name_each_missing_variable() -> None:
 
 
 def test_the_insecure_flag_lifts_only_the_secret_requirement() -> None:
-    s = Settings(allow_unsigned_webhooks=True, app_id="1", private_key="x")
+    s = Settings(allow_unsigned_webhooks=True, app_id="1", private_key=PEM)
     assert s.problems_for_serving() == []
 
 
@@ -83,3 +86,54 @@ def test_secrets_are_hidden_in_repr() -> None:
     )
     assert "topsecret" not in repr(s) and "BEGIN" not in repr(s) and "old'" not in repr(s)
     assert s.webhook_secrets() == ["topsecret", "old"]
+
+
+def problems(**env: str) -> list[str]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        with pytest.raises(ConfigurationError) as err:
+            load_settings(serving=True)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "cannot start:"
+    return [line.strip() for line in lines[1:]]
+
+
+def test_an_invalid_port_does_not_hide_the_missing_credentials() -> None:
+    found = problems(PORT="abc", LOG_FORMAT="xml")
+    assert [line.split(" ")[0].rstrip(":") for line in found] == [
+        "PORT", "LOG_FORMAT", "WEBHOOK_SECRET", "APP_ID", "PRIVATE_KEY",
+    ]  # fmt: skip
+
+
+def test_a_non_numeric_app_id_and_a_blank_secret_are_refused_with_the_rest() -> None:
+    found = problems(APP_ID="abc", WEBHOOK_SECRET="   ", PRIVATE_KEY="nonsense")
+    assert [line.split(" ")[0].rstrip(":") for line in found] == [
+        "APP_ID", "WEBHOOK_SECRET", "PRIVATE_KEY",
+    ]  # fmt: skip
+    assert "CLIENT_ID" in found[0] and "whitespace" in found[1]
+    assert "does not hold a PEM private key" in found[2]
+    assert "nonsense" not in "".join(found)
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "key.pem").write_text(PEM)
+    found = problems(APP_ID="1", WEBHOOK_SECRET="s", PRIVATE_KEY=PEM, PRIVATE_KEY_PATH="key.pem")
+    assert found == [
+        "PRIVATE_KEY and PRIVATE_KEY_PATH are both set: keep one (PRIVATE_KEY would be used "
+        "and the file ignored)"
+    ]
+
+
+def test_a_pem_pasted_unquoted_into_dot_env_gets_a_hint(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"APP_ID=1\nWEBHOOK_SECRET=s\nPRIVATE_KEY={PEM.strip()}\n")
+    [found] = problems()
+    assert "holds only the first line of a PEM key" in found
+    assert "double quotes" in found and "PRIVATE_KEY_PATH" in found
+    (tmp_path / ".env").write_text(f'APP_ID=1\nWEBHOOK_SECRET=s\nPRIVATE_KEY="{PEM.strip()}"\n')
+    assert load_settings(serving=True).app_id == "1"  # quoted, as the hint says: fine
+
+
+def test_valid_settings_pass_the_serving_check() -> None:
+    settings = load_settings(serving=True, app_id=" 42 ", webhook_secret="s", private_key=PEM)
+    assert settings.app_id == "42"

@@ -41,6 +41,14 @@ def _pem_bytes(text: str, source: str) -> bytes:
 def parse_private_key(text: str, source: str = "PRIVATE_KEY") -> RSAPrivateKey:
     """Parse an RSA private key given in any accepted form; ``source`` names it in errors."""
     pem = _pem_bytes(text, source)
+    if b"-----END" not in pem:
+        # What a PEM pasted unquoted over several lines into .env leaves: its first line.
+        raise ConfigurationError(
+            f"{source} holds only the first line of a PEM key: in .env, put a key that spans "
+            'several lines in double quotes (PRIVATE_KEY="-----BEGIN ...", the lines, '
+            '"...-----END ... KEY-----"), or write its line breaks as \\n, or save it to a '
+            "file and set PRIVATE_KEY_PATH to it instead"
+        )
     try:
         key = load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from framework.cli import deliveries as deliveries_cli
@@ -34,20 +34,24 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(
+    args: argparse.Namespace, *, problems: Callable[[Settings], list[str]] | None = None
+) -> Settings:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    return load_settings(**overrides)
+    return load_settings(problems=problems, **overrides)
+
+
+def _serving_problems(settings: Settings) -> list[str]:
+    # Without any app credentials (and not in production) the setup page serves instead.
+    return [] if awaiting_registration(settings) else settings.problems_for_serving()
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve the bot until SIGINT/SIGTERM, then drain running handlers."""
     from framework.server.serving import DrainingServer, uvicorn_config
 
-    settings = _settings(args)
-    problems = settings.problems_for_serving()
+    settings = _settings(args, problems=_serving_problems)  # every problem at once, or none
     setup = awaiting_registration(settings)  # no app yet: serve the setup page (GET /)
-    if problems and not setup:
-        return _fail("cannot start:\n  " + "\n  ".join(problems))
     configure_logging(settings.log_level, settings.log_format)
     app = load_app(args.bot)
     app.configure(settings)

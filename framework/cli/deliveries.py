@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     """Open the journal named by the settings and run one ``deliveries`` command on it."""
     settings = load_settings()
     if args.action == "sync":
-        missing = [p for p in settings.problems_for_serving() if "WEBHOOK_SECRET" not in p]
+        missing = settings.app_credential_problems()
         if missing:
             raise ConfigurationError("sync needs the app's credentials:\n  " + "\n  ".join(missing))
     app = App(settings, name="deliveries")

@@ -41,7 +41,7 @@ def local_webhook_url(settings: Settings) -> str:
 
 def has_app_credentials(settings: Settings) -> bool:
     """Whether the app can authenticate (an id and a key): redelivery needs it."""
-    return not [p for p in settings.problems_for_serving() if "WEBHOOK_SECRET" not in p]
+    return not settings.app_credential_problems()
 
 
 def recovery(settings: Settings) -> Callable[[float], Awaitable[None]]:
