@@ -31,6 +31,7 @@ from framework.client.responses import (
     safe_to_repeat,
 )
 from framework.common.backoff import backoff
+from framework.common.network import describe_network_error
 from framework.errors import (
     GraphQLError,
     NetworkError,
@@ -231,12 +232,13 @@ class GitHubClient:
                     response = await self.http.request(method, path, auth=self.auth, **kwargs)
             except httpx.TransportError as exc:
                 failures += 1
+                cause = describe_network_error(exc)  # a failed DNS lookup says so
                 if failures > policy.max_retries or not (repeatable or isinstance(exc, _NOT_SENT)):
                     raise NetworkError(
-                        f"{method} {path}: GitHub could not be reached ({type(exc).__name__}"
-                        f"{': ' + str(exc) if str(exc) else ''}) after {failures} attempt(s)"
+                        f"{method} {path}: GitHub could not be reached ({cause}) after "
+                        f"{failures} attempt(s)"
                     ) from None
-                await self._back_off(method, path, failures, type(exc).__name__)
+                await self._back_off(method, path, failures, cause)
                 continue
             state.observe(response)
             if response.status_code == 304 and cache_key is not None:

@@ -25,6 +25,7 @@ import httpx
 from httpx_sse import SSEError, aconnect_sse
 
 from framework.common.backoff import backoff
+from framework.common.network import describe_network_error
 from framework.dev.signed_body import Rebuilt, rebuild
 
 __all__ = ["Forward", "Tunnel", "forward_from_message"]
@@ -188,7 +189,7 @@ class Tunnel:
             except TimeoutError:
                 why = f"nothing from the channel for {2 * self.ping_interval:.0f} s"
             except (httpx.HTTPError, SSEError) as exc:
-                why = f"cannot reach the channel ({_cause(exc)})"
+                why = f"cannot reach the channel ({describe_network_error(exc)})"
             failures += 1
             delay = backoff(failures, base=self.reconnect_base, cap=self.reconnect_cap)
             self.log.warning("%s; reconnecting in %.1f s", why, delay)
@@ -225,7 +226,7 @@ class Tunnel:
         try:
             await self.on_reconnect(since)
         except Exception as exc:
-            self.log.warning("could not recover missed deliveries: %s", _cause(exc))
+            self.log.warning("could not recover missed deliveries: %s: %s", type(exc).__name__, exc)
             self.log.debug("recovery failed", exc_info=True)
 
     # Forwarding ------------------------------------------------------------------------------
@@ -249,7 +250,7 @@ class Tunnel:
                 status: int | None = response.status_code
                 why = f"the bot answered {status}"
             except httpx.TransportError as exc:
-                status, why = None, f"the bot cannot be reached ({_cause(exc)})"
+                status, why = None, f"the bot cannot be reached ({describe_network_error(exc)})"
             if status is not None and status < 500:
                 self._report(forward, status)
                 return
@@ -298,15 +299,6 @@ class Tunnel:
 
 class _Unusable(Exception):
     """The channel answered, but not with a stream."""
-
-
-def _cause(exc: BaseException) -> str:
-    """The error's class and the deepest message: a DNS failure reads as one."""
-    root: BaseException = exc
-    while root.__cause__ is not None or root.__context__ is not None:
-        root = root.__cause__ or root.__context__  # type: ignore[assignment]
-    text = str(root) or str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def query_items(query: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -18,8 +18,12 @@ from collections.abc import Awaitable, Callable
 
 from framework.context import Clients, Context
 from framework.dispatch.routing import Handler, Router
+from framework.errors import NetworkError, RateLimited, ServerError
 from framework.observe.log import bind
 from framework.webhooks.delivery import Delivery
+
+EXPECTED_FAILURES = (NetworkError, ServerError, RateLimited)
+"""Failures of the world, not of the handler's code: logged in one line (traceback at DEBUG)."""
 
 
 class Dispatcher:
@@ -84,6 +88,14 @@ class Dispatcher:
                 await handler.fn(ctx)
             else:
                 await asyncio.to_thread(handler.fn, ctx)
+        except EXPECTED_FAILURES as exc:
+            # GitHub unreachable or failing: the message says it all; the stack, at DEBUG.
+            ctx.log.error(
+                "handler %s failed (attempt %d): %s",
+                handler.name, ctx.delivery.attempt, exc, extra={"handler": handler.name},
+            )  # fmt: skip
+            ctx.log.debug("handler %s traceback", handler.name, exc_info=True)
+            return exc
         except Exception as exc:
             ctx.log.exception(
                 "handler %s failed (attempt %d)",
