@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -171,3 +173,86 @@ async def test_a_serving_bot_prunes_finished_deliveries_past_the_retention(
         journal = await app.open_journal()
         remaining = [e.delivery.id for e in await journal.entries()]
     assert remaining == ["d-3"]  # the pending one stays, whatever its age
+
+
+def test_list_has_a_title_for_every_column_and_cuts_errors_between_words(
+    journal_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill(journal_path)
+
+    async def long_error() -> None:
+        journal = await SQLiteJournal.open(journal_path)
+        await journal.record(Delivery.from_payload("d-4", "issues", issue_opened(4), {}))
+        [claimed] = [d for d in await journal.claim("worker", 5, lease=30) if d.id == "d-4"]
+        message = "ValidationFailed: POST /repos/o/r/issues/4/labels answered 422 " * 3
+        await journal.fail(claimed.id, "worker", message.strip())
+        await journal.close()
+
+    asyncio.run(long_error())
+    assert main(["deliveries", "list"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["DELIVERY", "STATUS", "RUNS", "RECEIVED", "(UTC)", "EVENT",
+                              "LAST", "ERROR"]  # fmt: skip
+    assert header.index("LAST ERROR") == rows[0].index("ValidationFailed")
+    error = rows[0][header.index("LAST ERROR") :]
+    assert error.endswith("…") and len(error) <= 60
+    assert (
+        error[:-1].split()[-1] in "ValidationFailed: POST /repos/o/r/issues/4/labels answered 422"
+    )
+
+
+def test_a_command_without_a_journal_says_where_it_looked_and_creates_none(
+    journal_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert not journal_path.exists()
+    assert main(["deliveries", "list"]) == 2
+    err = capsys.readouterr().err
+    assert f"no delivery journal at {journal_path}" in err and "JOURNAL_PATH" in err
+    assert not journal_path.exists()
+
+
+def run_in_thread(work: Callable[[], Awaitable[None]]) -> threading.Thread:
+    thread = threading.Thread(target=lambda: asyncio.run(work()), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_replay_says_when_the_delivery_ran_and_failed(
+    journal_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill(journal_path)  # d-1 is done
+
+    async def failing_bot() -> None:  # what a bot does with a replayed delivery that fails
+        journal = await SQLiteJournal.open(journal_path)
+        for _ in range(200):
+            if [d for d in await journal.claim("bot", 5, lease=30) if d.id == "d-1"]:
+                break
+            await asyncio.sleep(0.05)
+        await journal.retry("d-1", "bot", "RuntimeError: still broken", time.time() + 60)
+        await journal.close()
+
+    thread = run_in_thread(failing_bot)
+    assert main(["deliveries", "replay", "d-1", "--wait", "10"]) == 1
+    thread.join(10)
+    out = capsys.readouterr().out
+    assert "d-1 ran and failed: RuntimeError: still broken; the bot runs it again at" in out
+    assert "is the bot running" not in out
+
+
+def test_replay_of_a_delivery_still_running_says_so(
+    journal_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill(journal_path)
+
+    async def slow_bot() -> None:
+        journal = await SQLiteJournal.open(journal_path)
+        for _ in range(200):
+            if [d for d in await journal.claim("bot", 5, lease=30) if d.id == "d-1"]:
+                break
+            await asyncio.sleep(0.05)
+        await journal.close()
+
+    thread = run_in_thread(slow_bot)
+    assert main(["deliveries", "replay", "d-1", "--wait", "2"]) == 3
+    thread.join(10)
+    assert "d-1 is running (since" in capsys.readouterr().out

@@ -49,18 +49,38 @@ def _when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def clip(text: str, width: int) -> str:
+    """``text`` on one line, at most ``width`` characters, cut between words with an ellipsis.
+
+    >>> clip("RuntimeError: the label could not be added", 30)
+    'RuntimeError: the label could…'
+    >>> clip("short", 30), clip("averyveryverylongword", 10)
+    ('short', 'averyvery…')
+    """
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    cut = flat[: width - 1]
+    space = cut.rfind(" ")
+    if flat[width - 1] != " " and space > width // 2:  # a word would be cut: drop it whole
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
+
+
 def _line(entry: Entry) -> str:
-    error = (entry.last_error or "").replace("\n", " ")
     return (
-        f"{entry.delivery.id:<38} {entry.status.value:<8} {entry.attempts:>3}  "
-        f"{_when(entry.received_at)}  {entry.delivery.key:<32} {error[:60]}"
+        f"{entry.delivery.id:<38} {entry.status.value:<8} {entry.attempts:>4}  "
+        f"{_when(entry.received_at)}  {entry.delivery.key:<32} {clip(entry.last_error or '', 60)}"
     ).rstrip()
 
 
 async def list_deliveries(journal: Journal, args: argparse.Namespace) -> int:
     """The newest deliveries (or only the failed ones), newest first."""
     entries = await journal.entries(Status.FAILED if args.failed else None, args.limit)
-    print(f"{'DELIVERY':<38} {'STATUS':<8} {'RUNS':>3}  {'RECEIVED (UTC)':<19}  EVENT")
+    print(
+        f"{'DELIVERY':<38} {'STATUS':<8} {'RUNS':>4}  {'RECEIVED (UTC)':<19}  {'EVENT':<32} "
+        "LAST ERROR"
+    )
     for entry in entries:
         print(_line(entry))
     if not entries:
@@ -107,17 +127,36 @@ async def replay(journal: Journal, args: argparse.Namespace) -> int:
         print(f"error: delivery {args.id} is {entry.status.value} already", file=sys.stderr)
         return 1
     print(f"delivery {args.id} queued to run again")
+    runs_before = len(entry.history)
     deadline = time.monotonic() + args.wait
+    now: Entry | None = entry
     while time.monotonic() < deadline:
         await asyncio.sleep(0.2)
         now = await journal.get(args.id)
-        if now is not None and now.status in (Status.DONE, Status.FAILED):
-            if now.status is Status.DONE:
-                print(f"delivery {args.id} ran: done")
-                return 0
+        if now is None:
+            break
+        if now.status is Status.DONE:
+            print(f"delivery {args.id} ran: done")
+            return 0
+        if now.status is Status.FAILED:
             print(f"delivery {args.id} failed again: {now.last_error}")
             return 1
-    print(f"delivery {args.id} has not run within {args.wait:.0f} s: is the bot running?")
+        finished = [a for a in now.history[runs_before:] if a.finished_at and a.error]
+        if finished and now.status is Status.PENDING:
+            # It ran and failed; the bot retries it later, like any failed delivery.
+            print(
+                f"delivery {args.id} ran and failed: {finished[-1].error}; the bot runs it "
+                f"again at {_when(now.not_before)} UTC (deliveries show {args.id})"
+            )
+            return 1
+    if now is not None and now.status is Status.RUNNING:
+        started = now.history[-1].started_at if now.history else None
+        print(
+            f"delivery {args.id} is running (since {_when(started)} UTC) and has not finished "
+            f"within {args.wait:.0f} s"
+        )
+    else:
+        print(f"delivery {args.id} has not run within {args.wait:.0f} s: is the bot running?")
     return 3
 
 
@@ -201,6 +240,11 @@ def run(args: argparse.Namespace) -> int:
         missing = settings.app_credential_problems()
         if missing:
             raise ConfigurationError("sync needs the app's credentials:\n  " + "\n  ".join(missing))
+    if settings.redis_url is None and not settings.journal_path.exists():
+        raise ConfigurationError(
+            f"no delivery journal at {settings.journal_path.resolve()} (JOURNAL_PATH): run this "
+            "in the bot's directory, or set JOURNAL_PATH (or REDIS_URL) as the bot has it"
+        )
     app = App(settings, name="deliveries")
     command: Command = args.command
 
