@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -132,7 +133,9 @@ def test_receive_exits_non_zero_when_a_handler_fails(
     env |= {"APP_ID": "123", "PRIVATE_KEY": PEM, "GITHUB_API_URL": fake_url, "LOG_FORMAT": "json"}
     result = cli("receive", "-e", "issues", "-p", str(payload), LABELER, env=env, cwd=tmp_path)
     assert result.returncode == 1
-    [entry] = [json.loads(line) for line in result.stderr.splitlines() if "failed" in line]
+    logged = [json.loads(line) for line in result.stderr.splitlines()]
+    [entry] = [e for e in logged if "failed" in e["msg"] and "handler" in e]
+    assert any(e["msg"] == "issues.opened: 1 handler(s) ran, 1 failed" for e in logged)
     assert entry["level"] == "error" and entry["handler"] == "needs_response"
     assert "access_tokens -> 404" in entry["error"]
     assert PEM.splitlines()[1] not in result.stderr
@@ -188,3 +191,31 @@ def test_keys_and_dot_env_are_ignored_by_git() -> None:
         ["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True
     )
     assert result.stdout.split() == paths
+
+
+def test_help_shows_no_hidden_command_and_no_markup(env: dict[str, str], tmp_path: Path) -> None:
+    commands = [[], ["run"], ["receive"], ["tunnel"], ["deliveries"]]
+    commands += [["deliveries", a] for a in ("list", "show", "replay", "purge", "sync")]
+    for args in commands:
+        result = cli(*args, "--help", env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        text = result.stdout
+        assert "SUPPRESS" not in text and not re.search(r"^\s+handle\b", text, re.M), args
+        assert "``" not in text and ":func:" not in text, (args, text)
+
+
+def test_receive_reports_a_mistyped_event_and_an_event_no_handler_wants(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    payload = tmp_path / "issue.json"
+    payload.write_text(json.dumps(issue_opened(11) | {"action": "closed"}))
+    typo = cli("receive", "-e", "issue", "-p", str(payload), LABELER, env=env, cwd=tmp_path)
+    assert typo.returncode == 2
+    assert "did you mean 'issues'?" in typo.stderr
+    dotted = cli("receive", "-e", "issues.closed", "-p", str(payload), LABELER, env=env,
+                 cwd=tmp_path)  # fmt: skip
+    assert dotted.returncode == 2 and "the action comes from the payload" in dotted.stderr
+    unwanted = cli("receive", "-e", "issues", "-p", str(payload), LABELER, env=env, cwd=tmp_path)
+    assert unwanted.returncode == 3
+    assert "nothing ran: no handler" in unwanted.stderr and "wants issues.closed" in unwanted.stderr
+    assert "it handles: issues.opened" in unwanted.stderr

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from framework.cli import deliveries as deliveries_cli
 from framework.cli import tunnel as tunnel_cli
+from framework.cli.help_text import plain
 from framework.cli.loader import load_app
+from framework.dispatch.routing import check_event_key
 from framework.errors import ConfigurationError, FrameworkError
 from framework.observe.log import configure_logging
 from framework.server.setup import awaiting_registration
@@ -83,8 +85,23 @@ def receive(args: argparse.Namespace) -> int:
         return _fail(f"{args.payload} is not JSON: {exc}")
     if not isinstance(payload, dict):
         return _fail(f"{args.payload} must hold a JSON object")
+    if "." in args.event:
+        return _fail(f"--event takes the event name ({args.event.partition('.')[0]!r}); "
+                     "the action comes from the payload")  # fmt: skip
+    try:
+        check_event_key(args.event)
+    except ValueError as exc:
+        return _fail(str(exc))
     app = load_app(args.bot)
     app.configure(settings)
+    action = payload.get("action") if isinstance(payload.get("action"), str) else None
+    key = f"{args.event}.{action}" if action else args.event
+    handlers = app.router.match(args.event, action)
+    if not handlers:
+        wanted = ", ".join(app.router.keys) or "nothing"
+        logger.warning("nothing ran: no handler of %s wants %s (it handles: %s)",
+                       args.bot, key, wanted)  # fmt: skip
+        return 3
 
     async def go() -> int:
         try:
@@ -93,6 +110,7 @@ def receive(args: argparse.Namespace) -> int:
             )
         finally:
             await app.http.aclose()
+        logger.info("%s: %d handler(s) ran, %d failed", key, len(handlers), len(errors))
         return 1 if errors else 0
 
     return asyncio.run(go())
@@ -135,17 +153,19 @@ def handle(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The command line's parser, with ``--help`` on every command."""
-    top = argparse.ArgumentParser(prog="python -m framework", description=__doc__.split("\n")[0])
+    top = argparse.ArgumentParser(
+        prog="python -m framework", description=plain(__doc__.split("\n")[0])
+    )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("run", help="serve a bot", description=run.__doc__)
+    serve = commands.add_parser("run", help="serve a bot", description=plain(run.__doc__))
     serve.add_argument("bot", help="the bot: a file (bot.py) or a module (pkg.bot[:app])")
     serve.add_argument("--host", help="listen address (default: HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, help="listen port (default: PORT or 3000)")
     serve.set_defaults(func=run)
 
     once = commands.add_parser(
-        "receive", help="run handlers on a saved payload", description=receive.__doc__
+        "receive", help="run handlers on a saved payload", description=plain(receive.__doc__)
     )
     once.add_argument("bot", help="the bot: a file (bot.py) or a module (pkg.bot[:app])")
     once.add_argument("--event", "-e", required=True, help="the event name, e.g. issues")
@@ -156,7 +176,8 @@ def parser() -> argparse.ArgumentParser:
     deliveries_cli.add_parser(commands)
     tunnel_cli.add_parser(commands)
 
-    child = commands.add_parser("handle", help=argparse.SUPPRESS, description=handle.__doc__)
+    # No help=: argparse would list it as "handle ==SUPPRESS==".
+    child = commands.add_parser("handle", description=plain(handle.__doc__))
     child.add_argument("bot")
     child.add_argument("--fd", type=int, required=True, help="the socket to the receiver")
     child.add_argument("--consumer", required=True, help="its name in the journal")

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from framework.app import App
+from framework.cli.help_text import plain
 from framework.errors import ConfigurationError
 from framework.journal import Entry, Journal, Status
 from framework.settings import load_settings
@@ -277,30 +278,30 @@ def add_parser(commands: Any) -> None:
     top = commands.add_parser(
         "deliveries",
         help="list, show, replay, purge and sync deliveries",
-        description=__doc__.split("\n")[0],
+        description=plain(__doc__.split("\n")[0]),
     )
     top.set_defaults(func=run, host=None, port=None)
     actions = top.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    listing = actions.add_parser("list", help=list_deliveries.__doc__)
+    listing = actions.add_parser("list", help=plain(list_deliveries.__doc__))
     listing.add_argument("--failed", action="store_true", help="only dead letters")
     listing.add_argument("--limit", type=int, default=50, help="how many (default 50)")
     listing.set_defaults(command=_journal_only(list_deliveries))
 
-    one = actions.add_parser("show", help=show.__doc__)
+    one = actions.add_parser("show", help=plain(show.__doc__))
     one.add_argument("id", help="the delivery id (X-GitHub-Delivery)")
     one.set_defaults(command=_journal_only(show))
 
-    again = actions.add_parser("replay", help=replay.__doc__)
+    again = actions.add_parser("replay", help=plain(replay.__doc__))
     again.add_argument("id", help="the delivery id (X-GitHub-Delivery)")
     again.add_argument("--wait", type=float, default=30, help="seconds to wait for the outcome")
     again.set_defaults(command=_journal_only(replay))
 
-    prune = actions.add_parser("purge", help=purge.__doc__)
+    prune = actions.add_parser("purge", help=plain(purge.__doc__))
     prune.add_argument("--older-than", type=duration, required=True, help="e.g. 7d, 24h")
     prune.set_defaults(command=_journal_only(purge))
 
-    missed = actions.add_parser("sync", help=sync.__doc__)
+    missed = actions.add_parser("sync", help=plain(sync.__doc__))
     missed.add_argument("--since", type=duration, default=duration("24h"), help="default 24h")
     missed.add_argument("--every", type=duration, help="repeat at this interval, e.g. 15m")
     missed.add_argument("--dry-run", action="store_true", help="list them, ask for nothing")

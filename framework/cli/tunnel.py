@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from framework.cli.help_text import plain
 from framework.dev.tunnel import Tunnel
 from framework.errors import ConfigurationError
 from framework.observe.log import configure_logging
@@ -118,7 +119,7 @@ async def _until_stopped(work: Any) -> int:
 def add_parser(commands: Any) -> None:
     """``tunnel``, on the top-level parser."""
     tunnel = commands.add_parser(
-        "tunnel", help="forward a smee.io channel to the local bot", description=run.__doc__
+        "tunnel", help="forward a smee.io channel to the local bot", description=plain(run.__doc__)
     )
     tunnel.add_argument("url", nargs="?", help="the channel (default: WEBHOOK_PROXY_URL)")
     tunnel.add_argument(
