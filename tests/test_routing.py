@@ -4,6 +4,7 @@ import pytest
 
 from framework.dispatch.routing import Router, check_event_key
 from framework.platforms import ALL_EVENTS
+from framework.events import EVENT_MODELS
 
 
 def h1(ctx: object) -> None: ...
@@ -62,6 +63,31 @@ def test_typos_fail_at_registration_with_a_hint(key: str, message: str) -> None:
 
 def test_unknown_actions_of_known_events_are_allowed() -> None:
     assert check_event_key("issues.some_future_action", ALL_EVENTS) == "issues.some_future_action"
+    assert (
+        check_event_key("deployment.anything", ALL_EVENTS) == "deployment.anything"
+    )  # no action models
+
+
+@pytest.mark.parametrize(
+    ("key", "suggestion"),
+    [
+        ("pull_request.open", "pull_request.opened"),
+        ("issues.close", "issues.closed"),
+        ("pull_request.synchronized", "pull_request.synchronize"),
+        ("issue_comment.create", "issue_comment.created"),
+        ("check_run.complete", "check_run.completed"),
+    ],
+)
+def test_a_mistyped_action_is_caught_with_a_suggestion(key: str, suggestion: str) -> None:
+    with pytest.raises(ValueError, match=f"did you mean '{suggestion}'"):
+        check_event_key(key, ALL_EVENTS)
+    with pytest.raises(ValueError, match="did you mean"):
+        Router(known_events=ALL_EVENTS).add(key, h1)
+
+
+def test_every_modelled_action_is_accepted() -> None:
+    for key in EVENT_MODELS:
+        assert check_event_key(key, ALL_EVENTS) == key
 
 
 def test_routers_for_other_platforms_can_accept_any_name() -> None:

@@ -25,6 +25,7 @@ from framework.cli.loader import load_app
 from framework.dispatch.routing import check_event_key
 from framework.errors import ConfigurationError, FrameworkError
 from framework.observe.log import configure_logging
+from framework.platforms import ALL_EVENTS
 from framework.server.setup import awaiting_registration
 from framework.settings import Settings, load_settings
 
@@ -89,7 +90,7 @@ def receive(args: argparse.Namespace) -> int:
         return _fail(f"--event takes the event name ({args.event.partition('.')[0]!r}); "
                      "the action comes from the payload")  # fmt: skip
     try:
-        check_event_key(args.event)
+        check_event_key(args.event, ALL_EVENTS)
     except ValueError as exc:
         return _fail(str(exc))
     app = load_app(args.bot)

@@ -7,6 +7,7 @@ for ``issues``) fails at import with a suggestion instead of silently never runn
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -15,8 +16,35 @@ from typing import Any
 ANY = "*"
 
 
+@functools.cache
+def modelled_actions() -> dict[str, frozenset[str]]:
+    """The actions of each GitHub event that has a model per action (``framework.events``).
+
+    >>> "opened" in modelled_actions()["pull_request"], "push" in modelled_actions()
+    (True, False)
+    """
+    from framework.events import EVENT_MODELS  # the models register themselves on import
+
+    actions: dict[str, set[str]] = {}
+    for key in EVENT_MODELS:
+        name, _, action = key.partition(".")
+        if action:
+            actions.setdefault(name, set()).add(action)
+    return {name: frozenset(found) for name, found in actions.items()}
+
+
 def check_event_key(key: str, known: frozenset[str]) -> str:
-    """Return ``key`` (``"issues"`` or ``"issues.opened"``) or raise ValueError explaining it."""
+    """Return ``key`` (``"issues"`` or ``"issues.opened"``) or raise ValueError explaining it.
+
+    For events whose actions are modelled, an action that is not one of them but close to
+    one (``pull_request.open``) is taken for a typo; an action unlike any (one GitHub added
+    since) is allowed, as is any action of an event without such models.
+
+    >>> check_event_key("pull_request.open", frozenset({"pull_request"}))
+    Traceback (most recent call last):
+    ...
+    ValueError: 'open' is not an action of 'pull_request'; did you mean 'pull_request.opened'? ...
+    """
     name, dot, action = key.partition(".")
     if not name or (dot and not action) or "." in action:
         raise ValueError(f"{key!r} is not an event name: use 'event' or 'event.action'")
@@ -24,6 +52,15 @@ def check_event_key(key: str, known: frozenset[str]) -> str:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0] + (dot + action)!r}?" if close else ""
         raise ValueError(f"{name!r} is not a webhook event of any platform{hint}")
+    actions = modelled_actions().get(name) if action else None
+    if actions is not None and action not in actions:
+        close = difflib.get_close_matches(action, actions, n=1, cutoff=0.75)
+        if close:
+            raise ValueError(
+                f"{action!r} is not an action of {name!r}; did you mean "
+                f"{name + '.' + close[0]!r}? (If GitHub added {action!r} since, register "
+                f"{name!r} and check ctx.action.)"
+            )
     return key
 
 
