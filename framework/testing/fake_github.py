@@ -291,6 +291,33 @@ def _not_found() -> Reply:
     return _error(404, "Not Found")
 
 
+def _comment_json(comment: dict[str, Any], key: tuple[str, int], base_url: str) -> dict[str, Any]:
+    """An issue comment as the API shows it."""
+    (full_name, number), comment_id = key, comment["id"]
+    return {
+        "id": comment_id,
+        "node_id": _node_id("IC", comment_id),
+        "url": f"{base_url}/repos/{full_name}/issues/comments/{comment_id}",
+        "html_url": f"https://github.com/{full_name}/issues/{number}#issuecomment-{comment_id}",
+        "issue_url": f"{base_url}/repos/{full_name}/issues/{number}",
+        "body": comment["body"],
+        "user": comment["user"],
+        "author_association": "NONE" if comment["user"]["type"] == "Bot" else "MEMBER",
+        "created_at": comment["created_at"],
+        "updated_at": comment["created_at"],
+    }
+
+
+def _no_such_route(method: str, path: str) -> Reply:
+    """A 404 as GitHub gives it, whose message says the fake, not GitHub, lacks the route."""
+    return _error(
+        404,
+        f"Not Found: the fake GitHub has no route {method} {path}. Script it in the test: "
+        f"fake.respond({method!r}, {path!r}, json=...) or @fake.route({method!r}, "
+        "'/path/{param}') on a function returning Reply(status, json)",
+    )
+
+
 def _bad_credentials(detail: str | None = None) -> Reply:
     return _error(401, "Bad credentials" + (f": {detail}" if detail else ""))
 
@@ -411,6 +438,9 @@ class FakeGitHub:
                 "GET",
                 "/repos/{owner}/{repo}/collaborators/{username}/permission",
                 self._collaborator_permission,
+            ),
+            self._builtin(
+                "GET", "/repos/{owner}/{repo}/issues/{number}/comments", self._list_comments
             ),
             self._builtin(
                 "POST", "/repos/{owner}/{repo}/issues/{number}/comments", self._create_comment
@@ -765,7 +795,7 @@ class FakeGitHub:
         now = time.time()
         found = self._match(method, path)
         if found is None:
-            return _not_found(), parsed
+            return _no_such_route(method, path), parsed
         route, params = found
         refused: Reply | None = None
         bucket: tuple[str, int] | None = None
@@ -1339,8 +1369,28 @@ class FakeGitHub:
             runs = self._check_runs.get(repository.lower(), [])
             return [dict(r) for r in runs if head_sha is None or r["head_sha"] == head_sha]
 
+    def add_issue_comment(
+        self, repository: str, number: int, body: str, *, user: str | None = None
+    ) -> int:
+        """Put a comment on issue ``number`` of ``owner/name``, as ``user`` (default: the
+        app's bot, as if an earlier run had written it); returns its id.
+
+        ``GET /repos/{owner}/{repo}/issues/{number}/comments`` lists it, so a bot that looks
+        for its earlier comment before writing one can be tested.
+
+        >>> fake = FakeGitHub(app_id=1, public_key=generate_app_key()[1])
+        >>> fake.add_issue_comment("octo-org/hello", 7, "Thanks!", user="octocat") > 0
+        True
+        """
+        author = self._app_bot() if user is None else {
+            "login": user, "id": 1000 + len(user), "node_id": _node_id("U", 1000 + len(user)),
+            "type": "Bot" if user.endswith("[bot]") else "User", "site_admin": False,
+        }  # fmt: skip
+        with self._lock:
+            return int(self._keep_comment((repository.lower(), number), body, author)["id"])
+
     def issue_comments(self, repository: str, number: int) -> list[str]:
-        """The bodies of the comments created on issue ``number`` of ``owner/name``, in order."""
+        """The bodies of the comments on issue ``number`` of ``owner/name``, in order."""
         with self._lock:
             return [c["body"] for c in self._comments.get((repository.lower(), number), [])]
 
@@ -1488,22 +1538,27 @@ class FakeGitHub:
         text = body.get("body") if isinstance(body, dict) else None
         if not isinstance(text, str) or not text.strip():
             return _invalid("IssueComment", "body", f"{text!r} is not a non-empty string.")
-        full_name, number = f"{request.params['owner']}/{request.params['repo']}", key[1]
+        comment = self._keep_comment(key, text, self._app_bot())
+        return Reply(201, _comment_json(comment, key, request.base_url))
+
+    def _list_comments(self, request: ApiRequest) -> Reply:
+        """``GET /repos/{owner}/{repo}/issues/{number}/comments``, oldest first (one page)."""
+        key = self._issue_key(request)
+        if key is None:
+            return _not_found()
+        token = self._token(request)
+        if not (_permits(token, "issues", "read") or _permits(token, "pull_requests", "read")):
+            return _error(403, "Resource not accessible by integration")
+        comments = self._comments.get(key, [])
+        return Reply(200, [_comment_json(c, key, request.base_url) for c in comments])
+
+    def _keep_comment(
+        self, key: tuple[str, int], text: str, user: dict[str, Any]
+    ) -> dict[str, Any]:
         comment_id, now = next(self._ids), _timestamp(time.time())
-        comment = {
-            "id": comment_id,
-            "node_id": _node_id("IC", comment_id),
-            "url": f"{request.base_url}/repos/{full_name}/issues/comments/{comment_id}",
-            "html_url": f"https://github.com/{full_name}/issues/{number}#issuecomment-{comment_id}",
-            "issue_url": f"{request.base_url}/repos/{full_name}/issues/{number}",
-            "body": text,
-            "user": self._app_bot(),
-            "author_association": "NONE",
-            "created_at": now,
-            "updated_at": now,
-        }
+        comment = {"id": comment_id, "body": text, "user": user, "created_at": now}
         self._comments.setdefault(key, []).append(comment)
-        return Reply(201, comment)
+        return comment
 
     # ------------------------------------------------------------- repository contents
 
