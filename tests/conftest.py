@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+import framework.app
 from framework.testing import FakeGitHub, serve
 from tests.support import APP_ID, INSTALLATION, PUBLIC, REPO, RedisServer
 
@@ -18,6 +21,25 @@ def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test in a directory of its own: the default journal (``deliveries.sqlite3`` in
     the working directory) never leaks from one test into another, or into the checkout."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _connection_pools_are_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every connection pool an App opens in a test is closed by the test's end (the app's
+    lifespan, ``await app.close()``), else aiohttp warns "Unclosed client session" later."""
+    opened: list[httpx.AsyncClient] = []
+    real = framework.app.new_http_client
+
+    def tracked(*args: Any, **kwargs: Any) -> httpx.AsyncClient:
+        client = real(*args, **kwargs)
+        opened.append(client)
+        return client
+
+    monkeypatch.setattr(framework.app, "new_http_client", tracked)
+    yield
+    left = sum(not client.is_closed for client in opened)
+    if left:
+        pytest.fail(f"{left} connection pool(s) left open: await app.close() in the test")
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -51,8 +52,10 @@ def fake() -> FakeGitHub:
 
 
 @pytest.fixture
-def app(fake_url: str) -> App:
-    return new_app(fake_url)
+async def app(fake_url: str) -> AsyncIterator[App]:
+    app = new_app(fake_url)
+    yield app
+    await app.close()
 
 
 def context_in(app: App, repository: str) -> Context:

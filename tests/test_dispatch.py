@@ -218,6 +218,7 @@ async def test_an_event_without_installation_gets_a_clear_error_and_the_app_clie
 
     payload = {"zen": "Design for failure.", "hook_id": 1, "hook": {"type": "App", "app_id": 123}}
     assert await app.receive("ping", payload) == []
+    await app.close()
     assert "ping event was not sent for an installation" in results[0]
     assert "ctx.app.github" in results[0]
     assert results[1] == 123
