@@ -32,6 +32,9 @@ __all__ = ["Forward", "Tunnel", "forward_from_message"]
 
 logger = logging.getLogger("framework.tunnel")
 
+FORWARD_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+"""GitHub waits 10 s for an answer; a bot slower than 30 s is taken as failing."""
+
 # smee.io adds these to the original headers, or they describe its own connection.
 _NOT_FORWARDED = frozenset(
     "host content-length timestamp connection keep-alive transfer-encoding upgrade "
@@ -246,6 +249,7 @@ class Tunnel:
                     content=forward.rebuilt.body,
                     headers=forward.headers,
                     params=tuple(forward.query),
+                    timeout=FORWARD_TIMEOUT,  # the stream itself waits forever; a post does not
                 )
                 status: int | None = response.status_code
                 why = f"the bot answered {status}"
