@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-import framework.app
+import framework.platforms.connections
 from framework.testing import FakeGitHub, serve
 from tests.support import APP_ID, INSTALLATION, PUBLIC, REPO, RedisServer
 
@@ -28,14 +28,14 @@ def _connection_pools_are_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     """Every connection pool an App opens in a test is closed by the test's end (the app's
     lifespan, ``await app.close()``), else aiohttp warns "Unclosed client session" later."""
     opened: list[httpx.AsyncClient] = []
-    real = framework.app.new_http_client
+    real = framework.platforms.connections.new_http_client
 
     def tracked(*args: Any, **kwargs: Any) -> httpx.AsyncClient:
         client = real(*args, **kwargs)
         opened.append(client)
         return client
 
-    monkeypatch.setattr(framework.app, "new_http_client", tracked)
+    monkeypatch.setattr(framework.platforms.connections, "new_http_client", tracked)
     yield
     left = sum(not client.is_closed for client in opened)
     if left:

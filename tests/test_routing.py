@@ -3,8 +3,8 @@
 import pytest
 
 from framework.dispatch.routing import Router, check_event_key
-from framework.platforms import ALL_EVENTS
 from framework.events import EVENT_MODELS
+from framework.platforms import ALL_EVENTS
 
 
 def h1(ctx: object) -> None: ...

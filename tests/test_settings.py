@@ -93,7 +93,7 @@ def problems(**env: str) -> list[str]:
         for name, value in env.items():
             patch.setenv(name, value)
         with pytest.raises(ConfigurationError) as err:
-            load_settings(serving=True)
+            load_settings(problems=Settings.problems_for_serving)
     lines = str(err.value).splitlines()
     assert lines[0] == "cannot start:"
     return [line.strip() for line in lines[1:]]
@@ -131,9 +131,12 @@ def test_a_pem_pasted_unquoted_into_dot_env_gets_a_hint(tmp_path: Path) -> None:
     assert "holds only the first line of a PEM key" in found
     assert "double quotes" in found and "PRIVATE_KEY_PATH" in found
     (tmp_path / ".env").write_text(f'APP_ID=1\nWEBHOOK_SECRET=s\nPRIVATE_KEY="{PEM.strip()}"\n')
-    assert load_settings(serving=True).app_id == "1"  # quoted, as the hint says: fine
+    quoted = load_settings(problems=Settings.problems_for_serving)  # as the hint says: fine
+    assert quoted.app_id == "1"
 
 
 def test_valid_settings_pass_the_serving_check() -> None:
-    settings = load_settings(serving=True, app_id=" 42 ", webhook_secret="s", private_key=PEM)
+    settings = load_settings(
+        problems=Settings.problems_for_serving, app_id=" 42 ", webhook_secret="s", private_key=PEM
+    )
     assert settings.app_id == "42"
