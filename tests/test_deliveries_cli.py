@@ -211,6 +211,16 @@ def test_a_command_without_a_journal_says_where_it_looked_and_creates_none(
     assert not journal_path.exists()
 
 
+async def claimed_by_a_bot(path: Path, delivery_id: str) -> SQLiteJournal:
+    """The journal, once a "bot" has claimed ``delivery_id`` (as a running bot would)."""
+    journal = await SQLiteJournal.open(path)
+    for _ in range(200):
+        if [d for d in await journal.claim("bot", 5, lease=30) if d.id == delivery_id]:
+            break
+        await asyncio.sleep(0.05)
+    return journal
+
+
 def run_in_thread(work: Callable[[], Awaitable[None]]) -> threading.Thread:
     thread = threading.Thread(target=lambda: asyncio.run(work()), daemon=True)
     thread.start()
@@ -223,11 +233,7 @@ def test_replay_says_when_the_delivery_ran_and_failed(
     fill(journal_path)  # d-1 is done
 
     async def failing_bot() -> None:  # what a bot does with a replayed delivery that fails
-        journal = await SQLiteJournal.open(journal_path)
-        for _ in range(200):
-            if [d for d in await journal.claim("bot", 5, lease=30) if d.id == "d-1"]:
-                break
-            await asyncio.sleep(0.05)
+        journal = await claimed_by_a_bot(journal_path, "d-1")
         await journal.retry("d-1", "bot", "RuntimeError: still broken", time.time() + 60)
         await journal.close()
 
@@ -244,13 +250,8 @@ def test_replay_of_a_delivery_still_running_says_so(
 ) -> None:
     fill(journal_path)
 
-    async def slow_bot() -> None:
-        journal = await SQLiteJournal.open(journal_path)
-        for _ in range(200):
-            if [d for d in await journal.claim("bot", 5, lease=30) if d.id == "d-1"]:
-                break
-            await asyncio.sleep(0.05)
-        await journal.close()
+    async def slow_bot() -> None:  # claims it and is still at it
+        await (await claimed_by_a_bot(journal_path, "d-1")).close()
 
     thread = run_in_thread(slow_bot)
     assert main(["deliveries", "replay", "d-1", "--wait", "2"]) == 3

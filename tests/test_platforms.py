@@ -26,6 +26,7 @@ from framework.settings import Settings
 from framework.testing import coding_issue, gitlab_issue, signed_delivery, tapd_story
 from framework.webhooks.delivery import delivery_key, split_delivery_key
 from framework.webhooks.signature import SignatureVerifier, sign
+from tests.support import PEM
 
 SECRET = "s3cret"
 VERIFIER = SignatureVerifier([SECRET])
@@ -391,7 +392,7 @@ def _settings(**values: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-KEY = "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----"
+KEY = PEM  # a key that loads: a GitHub App's key is checked before serving
 
 
 @pytest.mark.parametrize(

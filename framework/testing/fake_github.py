@@ -1226,11 +1226,16 @@ class FakeGitHub:
 
     def _writable_issue(self, request: ApiRequest) -> tuple[str, int] | Reply:
         """The issue of the path, if it exists and the token may write to it; else the refusal."""
+        return self._issue_with(request, "write")
+
+    def _issue_with(self, request: ApiRequest, level: str) -> tuple[str, int] | Reply:
+        """The issue of the path, if it exists and the token has ``level`` access to issues
+        (or pull requests); else the refusal."""
         key = self._issue_key(request)
         if key is None:
             return _not_found()
         token = self._token(request)
-        if not (_permits(token, "issues", "write") or _permits(token, "pull_requests", "write")):
+        if not (_permits(token, "issues", level) or _permits(token, "pull_requests", level)):
             return _error(403, "Resource not accessible by integration")
         return key
 
@@ -1543,12 +1548,9 @@ class FakeGitHub:
 
     def _list_comments(self, request: ApiRequest) -> Reply:
         """``GET /repos/{owner}/{repo}/issues/{number}/comments``, oldest first (one page)."""
-        key = self._issue_key(request)
-        if key is None:
-            return _not_found()
-        token = self._token(request)
-        if not (_permits(token, "issues", "read") or _permits(token, "pull_requests", "read")):
-            return _error(403, "Resource not accessible by integration")
+        key = self._issue_with(request, "read")
+        if isinstance(key, Reply):
+            return key
         comments = self._comments.get(key, [])
         return Reply(200, [_comment_json(c, key, request.base_url) for c in comments])
 
