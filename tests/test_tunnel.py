@@ -20,7 +20,8 @@ import pytest
 
 from framework import App, Context, Settings
 from framework.cli import main
-from framework.cli.tunnel import has_app_credentials, recovery
+from framework.cli.tunnel import has_app_credentials, recovery, reloading
+from framework.dev.signed_body import JsonForm
 from framework.dev.tunnel import Tunnel
 from framework.testing import FakeSmee, run_bot, serve_async
 from framework.webhooks.signature import sign
@@ -317,7 +318,7 @@ async def test_after_a_reconnect_github_redelivers_what_the_journal_lacks() -> N
     async with run_bot(app, webhook_secret=SECRET) as bot, smee_channel() as channel:
         fake, settings = bot.fake, bot.app.settings
         assert has_app_credentials(settings)
-        tunnel = tunnel_to(channel, bot.url, on_reconnect=recovery(settings))
+        tunnel = tunnel_to(channel, bot.url, on_reconnect=recovery(lambda: settings))
         async with running(tunnel):
             await eventually(lambda: channel.smee.open_streams == 1)
             held = await channel.post(b'{"action":"opened"}')
@@ -337,7 +338,7 @@ async def test_without_credentials_a_reconnect_says_how_to_recover(
     caplog.set_level(logging.INFO, "framework.tunnel")
     settings = Settings(webhook_secret=SECRET, app_id=None, private_key=None)
     assert not has_app_credentials(settings)
-    await recovery(settings)(time.time())
+    await recovery(lambda: settings)(time.time())
     [line] = [r.getMessage() for r in caplog.records]
     assert "may have been missed" in line and "Recent Deliveries" in line
 
@@ -349,3 +350,36 @@ def test_the_command_needs_a_channel(
     monkeypatch.delenv("WEBHOOK_PROXY_URL", raising=False)
     assert main(["tunnel"]) == 2
     assert "WEBHOOK_PROXY_URL" in capsys.readouterr().err
+
+
+async def test_a_secret_that_appears_while_the_tunnel_runs_is_used() -> None:
+    app, seen = recording_bot()
+    known: list[str] = []  # the app is registered (from the setup page) while we run
+    async with (
+        run_bot(app, webhook_secret=SECRET) as bot,
+        smee_channel() as channel,
+        running(tunnel_to(channel, bot.url, secrets=lambda: known)) as tunnel,
+    ):
+        await eventually(lambda: channel.smee.open_streams == 1)
+        await channel.post(b'{"action":"opened","url":"a\\/b"}')
+        await eventually(lambda: len(tunnel.forwarded) == 1)
+        known.append(SECRET)
+        await channel.post(b'{"action":"opened","url":"a\\/b"}')
+        await eventually(lambda: len(tunnel.forwarded) == 2)
+    [(before, refused), (after, taken)] = tunnel.forwarded
+    assert (before.rebuilt.checked, refused) == (False, 401)  # GitHub's form: no \/
+    assert (after.rebuilt.form, taken) == (JsonForm(escape_slash=True), 202)
+    assert len(seen.ids) == 1
+
+
+def test_the_command_rereads_its_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("WEBHOOK_SECRET", "PORT", "APP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text("WEBHOOK_SECRET=first\n")
+    current = reloading(Settings(webhook_secret="initial"))
+    assert current().webhook_secrets() == ["first"]
+    (tmp_path / ".env").write_text("WEBHOOK_SECRET=second\nAPP_ID=7\n")
+    assert (current().webhook_secrets(), current().app_id) == (["second"], "7")
+    (tmp_path / ".env").write_text("PORT=abc\n")  # invalid for a moment: keep the first
+    assert current().webhook_secrets() == ["initial"]

@@ -45,20 +45,19 @@ def has_app_credentials(settings: Settings) -> bool:
     return not settings.app_credential_problems()
 
 
-def recovery(settings: Settings) -> Callable[[float], Awaitable[None]]:
-    """What to do after a reconnect: redeliver through GitHub, or say how to."""
-    if not has_app_credentials(settings):
+def recovery(current: Callable[[], Settings]) -> Callable[[float], Awaitable[None]]:
+    """What to do after a reconnect, with the settings ``current()`` gives then (the app may
+    have been registered meanwhile): redeliver through GitHub, or say how to."""
 
-        async def explain(since: float) -> None:
+    async def recover(since: float) -> None:
+        settings = current()
+        if not has_app_credentials(settings):
             logger.warning(
                 "deliveries sent since %s UTC may have been missed; set APP_ID and "
                 "PRIVATE_KEY so the tunnel asks GitHub to redeliver them, or redeliver them "
                 "from the app's settings (Advanced, Recent Deliveries)", _when(since),
             )  # fmt: skip
-
-        return explain
-
-    async def redeliver(since: float) -> None:
+            return
         from framework.app import App
         from framework.cli.deliveries import sync_once
 
@@ -75,7 +74,20 @@ def recovery(settings: Settings) -> Callable[[float], Awaitable[None]]:
             len(asked), _when(since),
         )  # fmt: skip
 
-    return redeliver
+    return recover
+
+
+def reloading(first: Settings) -> Callable[[], Settings]:
+    """The settings as the environment and ``.env`` say now (``first`` while they are
+    invalid): the setup page writes an app's credentials into ``.env`` as the tunnel runs."""
+
+    def current() -> Settings:
+        try:
+            return load_settings()
+        except ConfigurationError:
+            return first
+
+    return current
 
 
 def _when(epoch: float) -> str:
@@ -92,11 +104,12 @@ def run(args: argparse.Namespace) -> int:
             "WEBHOOK_PROXY_URL; smee_dev.sh creates one and saves it to .env"
         )
     configure_logging(settings.log_level, settings.log_format)
+    current = reloading(settings)
     tunnel = Tunnel(
         channel,
         args.to or local_webhook_url(settings),
-        secrets=settings.webhook_secrets(),
-        on_reconnect=recovery(settings),
+        secrets=lambda: current().webhook_secrets(),
+        on_reconnect=recovery(current),
     )
     if not settings.webhook_secrets():
         logger.warning("no WEBHOOK_SECRET here: bodies are rebuilt but not checked")

@@ -106,8 +106,10 @@ class Tunnel:
     """Forwards the deliveries of the smee channel ``source`` to ``target`` until cancelled.
 
     ``secrets``: the webhook secret(s), to check rebuilt bodies (without one a body is sent
-    in GitHub's form, unchecked). ``ping_interval``: the channel's (smee.io: 30 s); no ping
-    nor message for twice that reconnects. ``reconnect_base``/``reconnect_cap``: the backoff
+    in GitHub's form, unchecked); or a function returning them, asked for each delivery
+    (the secret may appear while the tunnel runs: an app registered from the setup page).
+    ``ping_interval``: the channel's (smee.io: 30 s); no ping nor message for twice that
+    reconnects. ``reconnect_base``/``reconnect_cap``: the backoff
     between connection attempts. A delivery the bot does not take (it is down, or answers
     5xx) is retried for ``give_up_after`` seconds, then logged as given up. ``on_reconnect``
     is called (in the background) with the time the stream was last known to be alive,
@@ -119,7 +121,7 @@ class Tunnel:
         source: str,
         target: str,
         *,
-        secrets: Sequence[str] = (),
+        secrets: Sequence[str] | Callable[[], Sequence[str]] = (),
         ping_interval: float = 30.0,
         reconnect_base: float = 1.0,
         reconnect_cap: float = 30.0,
@@ -131,7 +133,7 @@ class Tunnel:
     ) -> None:
         self.source = source
         self.target = target
-        self.secrets = [s for s in secrets if s]
+        self.secrets = secrets
         self.ping_interval = ping_interval
         self.reconnect_base = reconnect_base
         self.reconnect_cap = reconnect_cap
@@ -210,12 +212,16 @@ class Tunnel:
                 if event.event != "message" or not event.data:
                     continue
                 try:
-                    forward = forward_from_message(event.data, self.secrets)
+                    forward = forward_from_message(event.data, self._current_secrets())
                 except ValueError as exc:
                     self.log.warning("skipped a message that is not a delivery (%s)", exc)
                     continue
                 self._queue.put_nowait(forward)
         return alive_at
+
+    def _current_secrets(self) -> list[str]:
+        found = self.secrets() if callable(self.secrets) else self.secrets
+        return [s for s in found if s]
 
     def _recover(self, since: float) -> None:
         if self.on_reconnect is None:
