@@ -2,15 +2,14 @@
 
 One mint per installation across all replicas: a process that needs a token reads Redis
 first; if none is cached, it takes a short lock and mints, while the others wait for the
-token to appear (single-flight across processes). Tokens are stored encrypted (Fernet, with a
-key derived from the app's private key, which every replica has and Redis never sees), so a
-copy of the Redis data is no copy of the tokens.
+token to appear (single-flight across processes). Tokens are stored sealed
+(:mod:`framework.auth.sealing`, with a key derived from the app's private key, which every
+replica has and Redis never sees), so a copy of the Redis data is no copy of the tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import logging
@@ -20,12 +19,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.exceptions import RedisError
 
 from framework.auth.installation_tokens import AccessToken, TokenScope
+from framework.auth.sealing import Sealer, Unsealable, derived_fernet
 
 logger = logging.getLogger("framework.auth.token_cache")
 
@@ -38,12 +35,9 @@ return 0
 """
 
 
-def cache_key(secret_material: bytes) -> Fernet:
-    """The Fernet key for cached tokens, derived from material only the app holds."""
-    derived = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"framework token cache"
-    ).derive(secret_material)
-    return Fernet(base64.urlsafe_b64encode(derived))
+def cache_key(secret_material: bytes) -> Sealer:
+    """The sealer of cached tokens, its key derived from material only the app holds."""
+    return Sealer([derived_fernet(secret_material, b"framework token cache")])
 
 
 class RedisTokenCache:
@@ -52,14 +46,14 @@ class RedisTokenCache:
     def __init__(
         self,
         client: Any,
-        fernet: Fernet,
+        sealer: Sealer,
         *,
         prefix: str = "framework",
         platform: str = "github",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
-        self._fernet = fernet
+        self._sealer = sealer
         # GitHub's keys as before; another platform's installation 42 is another installation.
         kind = "token" if platform == "github" else f"{platform}:token"
         self._prefix = f"{{{prefix}}}:{kind}:"
@@ -77,8 +71,8 @@ class RedisTokenCache:
         if raw is None:
             return None
         try:
-            data = json.loads(self._fernet.decrypt(raw))
-        except (InvalidToken, ValueError):
+            data = json.loads(self._sealer.open(raw))
+        except (Unsealable, ValueError):
             return None  # written with another key (the app's key was rotated): mint anew
         return AccessToken(
             data["token"],
@@ -99,7 +93,7 @@ class RedisTokenCache:
                 "repository_selection": token.repository_selection,
             }
         ).encode()
-        await self._redis.set(name, self._fernet.encrypt(data), px=int(ttl * 1000))
+        await self._redis.set(name, self._sealer.seal(data), px=int(ttl * 1000))
 
     async def get_or_mint(
         self,
