@@ -47,6 +47,7 @@ from framework.platforms import ALL_EVENTS, PLATFORMS
 from framework.platforms.connections import AppConnection, Connection, connect
 from framework.platforms.github import revokes_tokens
 from framework.repo_config import RepositoryConfigs, config_change
+from framework.server.login import SignIn, revoked_user
 from framework.server.pages import page_routes
 from framework.server.setup import awaiting_registration
 from framework.settings import Settings, load_settings
@@ -93,6 +94,9 @@ class App(TypedOn):
         """True once the bot stops taking work (``/readyz`` answers 503)."""
         self.records_deliveries = True
         """False in a handler process: it only claims deliveries and records their outcome."""
+        self.users = SignIn(lambda: self.settings, self.connection)
+        """Users' sign-in, tokens and clients (see :mod:`framework.server.login`)."""
+        self._routes: list[Route] = []
 
     # Registering handlers -------------------------------------------------------------
 
@@ -115,6 +119,42 @@ class App(TypedOn):
         """Decorator: ``fn(ctx, error)`` runs whenever a handler raises."""
         self.router.error_handlers.append(Handler.of(fn))
         return fn
+
+    # The bot's own web routes, and acting as users ----------------------------------------
+
+    def route(self, path: str, methods: Iterable[str] | None = None) -> Callable[[F], F]:
+        """Decorator: serve ``fn(request)`` (a Starlette endpoint, sync or async) at ``path``,
+        beside the webhook paths.
+
+        >>> from starlette.responses import PlainTextResponse
+        >>> bot = App()
+        >>> @bot.route("/hello", methods=["GET"])
+        ... async def hello(request):
+        ...     return PlainTextResponse("hello")
+        """
+
+        def decorator(fn: F) -> F:
+            self._routes.append(Route(path, fn, methods=list(methods) if methods else None))
+            return fn
+
+        return decorator
+
+    def on_login(self, fn: F) -> F:
+        """Decorator: ``fn(signed_in)`` runs (sync or async) after each user's sign-in, with a
+        :class:`~framework.server.login.SignedIn`."""
+        self.users.hooks.append(fn)
+        return fn
+
+    async def user_client(
+        self, platform: str, user: str | int, *, scopes: Iterable[str] = ()
+    ) -> GitHubClient:
+        """A client of ``platform`` acting as a signed-in ``user`` (id or login), its token
+        refreshed as needed; GitHub ``scopes`` the caller needs are checked.
+
+        >>> repos = await (await app.user_client("github", "octocat")).get("/user/repos")
+        ...  # doctest: +SKIP
+        """
+        return await self.users.client(platform, str(user), scopes)
 
     # Settings and credentials ---------------------------------------------------------
 
@@ -145,6 +185,7 @@ class App(TypedOn):
         self._receivers = {}
         self._starlette = None
         self._journal_lock = None
+        self.users.reset()
         self.draining = False
 
     @property
@@ -179,6 +220,7 @@ class App(TypedOn):
         # a revoked installation's tokens dropped, the installation of a delivery that names
         # none looked up.
         await self.connection(delivery.platform).prepare(delivery)
+        await self.users.revoked(delivery)  # github_app_authorization: the user's tokens go
         change = config_change(delivery)
         if change is not None:  # a push changed configuration files: drop what read them
             self.configs.forget(change)
@@ -324,6 +366,7 @@ class App(TypedOn):
         if (
             not self.router.match(delivery.name, delivery.action, delivery.platform)
             and not revokes_tokens(delivery)
+            and revoked_user(delivery) is None
             and config_change(delivery) is None  # the handlers' process drops cached config
         ):
             return "ignored"
@@ -499,6 +542,7 @@ class App(TypedOn):
             self._redis = None
         for connection in self._connections.values():
             await connection.close()
+        await self.users.close()
 
     def _build(self) -> None:
         self._receivers = self._webhook_receivers()
@@ -507,6 +551,8 @@ class App(TypedOn):
                 Route("/healthz", _healthz, methods=["GET", "HEAD"]),
                 Route("/readyz", self._readyz, methods=["GET", "HEAD"]),
                 *page_routes(self),  # the setup and status pages (framework/server/pages.py)
+                *self.users.routes(),  # sign-in (framework/server/login.py)
+                *self._routes,  # the bot's own (@app.route)
             ],
             lifespan=self.lifespan,
         )

@@ -12,7 +12,7 @@ in a handler annotated ``ctx: Context[IssuesOpened]``::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, Protocol, cast, overload
 
 from pydantic import BaseModel
@@ -63,6 +63,12 @@ class Clients(Protocol):
 
     def connection(self, platform: str) -> Connection:
         """The bot's connection to a platform (its clients)."""
+        ...
+
+    async def user_client(
+        self, platform: str, user: str | int, *, scopes: Iterable[str] = ()
+    ) -> GitHubClient:
+        """A client acting as a signed-in user."""
         ...
 
 
@@ -174,6 +180,22 @@ class Context(Generic[E]):
         """Set a commit status (``error``, ``failure``, ``pending``, ``success``) where the
         platform has them; :class:`~framework.errors.NotSupported` where it has not."""
         await self._actions.set_status(self.client, self.payload, sha, state, context, description)
+
+    async def user_client(self, *, scopes: Iterable[str] = ()) -> GitHubClient:
+        """A client acting as the user who caused the delivery (its ``sender``; TAPD's
+        ``current_user``), if they signed in to this bot; raises
+        :class:`~framework.auth.user_tokens.NotSignedIn` otherwise.
+
+        >>> await (await ctx.user_client()).post(url, json={"body": "as you"})  # doctest: +SKIP
+        """
+        sender = self.payload.get("sender")
+        user = sender.get("id") or sender.get("login") if isinstance(sender, dict) else None
+        user = user or self.payload.get("current_user")
+        if not user:
+            raise NotSupported(f"the {self.delivery.key} event names no user who caused it")
+        return (await self.app.user_client(self.platform, user, scopes=scopes)).bound(
+            self._loop, self.log
+        )
 
     @property
     def _actions(self) -> Actions:

@@ -414,6 +414,82 @@ class Settings(BaseSettings):
             )
         return problems
 
+    # Signing users in (OAuth): a platform's sign-in is on when its client id and secret are
+    # set. -------------------------------------------------------------------------------------
+    github_client_id: str | None = Field(
+        default=None, description="The OAuth client id (default: CLIENT_ID, the app's)."
+    )
+    github_client_secret: SecretStr | None = None
+    github_web_url: str = Field(
+        default="https://github.com", description="Where users authorize and tokens are made."
+    )
+    github_oauth_callback_url: str | None = Field(
+        default=None, description="The app's registered callback URL, checked at start-up."
+    )
+    github_oauth_scopes: str = Field(
+        default="", description="Scopes an OAuth app asks for, space-separated (GitHub Apps: none)."
+    )
+    atomgit_client_id: str | None = None
+    atomgit_client_secret: SecretStr | None = None
+    atomgit_web_url: str = "https://atomgit.com"
+    coding_client_id: str | None = None
+    coding_client_secret: SecretStr | None = None
+    coding_web_url: str | None = Field(
+        default=None, description="OAuth and REST host (default https://{team}.coding.net)."
+    )
+    coding_oauth_scopes: str = Field(default="user,project", description="Comma-separated.")
+    tapd_client_id: str | None = None
+    tapd_client_secret: SecretStr | None = None
+    tapd_web_url: str = Field(
+        default="https://www.tapd.cn", description="Users authorize at {TAPD_WEB_URL}/oauth/."
+    )
+    tapd_oauth_scopes: str = Field(default="story bug", description="Space-separated.")
+    tapd_auth_by: Literal["workspace", "take_park_workspace"] = "workspace"
+    token_encryption_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet keys sealing stored user tokens, comma-separated, the newest first.",
+    )
+    public_url: str | None = Field(
+        default=None, description="The bot's public address (default: the request's own)."
+    )
+    user_tokens_path: Path | None = Field(
+        default=None, description="The SQLite user-token store (default: beside the journal)."
+    )
+
+    @field_validator(
+        "github_web_url", "atomgit_web_url", "tapd_web_url", "coding_web_url", "public_url",
+        "github_oauth_callback_url",
+    )  # fmt: skip
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        return cls._http_url(value)
+
+    def sign_in_platforms(self) -> list[str]:
+        """The platforms whose sign-in is configured (client id and secret set).
+
+        >>> Settings(tapd_client_id="c", tapd_client_secret="s", _env_file=None).sign_in_platforms()
+        ['tapd']
+        """
+        return [
+            name
+            for name in ("github", "atomgit", "coding", "tapd")
+            if self.oauth_client(name) is not None
+        ]
+
+    def oauth_client(self, platform: str) -> tuple[str, str] | None:
+        """``(client_id, client_secret)`` of a platform's OAuth app; None when not configured."""
+        client_id = getattr(self, f"{platform}_client_id")
+        if platform == "github":
+            client_id = client_id or self.client_id
+        secret = getattr(self, f"{platform}_client_secret")
+        if not client_id or secret is None or not secret.get_secret_value():
+            return None
+        return client_id, secret.get_secret_value()
+
+    def user_tokens_file(self) -> Path:
+        """The SQLite user-token store: ``USER_TOKENS_PATH``, else beside the journal."""
+        return self.user_tokens_path or self.journal_path.with_name("user_tokens.sqlite3")
+
     def coding_rest_url(self) -> str:
         """CODING's REST API: ``CODING_API_URL``, else ``https://{CODING_TEAM}.coding.net``."""
         if self.coding_api_url:

@@ -59,10 +59,10 @@ def parse_keys(text: str, setting: str = "TOKEN_ENCRYPTION_KEY") -> list[Fernet]
 
     >>> len(parse_keys(new_key() + ", " + new_key()))
     2
-    >>> parse_keys("not-a-key")
+    >>> parse_keys("not-a-key")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    framework.errors.ConfigurationError: TOKEN_ENCRYPTION_KEY: key 1 is not a Fernet key (URL-safe base64 of 32 bytes); make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'
+    framework.errors.ConfigurationError: TOKEN_ENCRYPTION_KEY: key 1 is not a Fernet key ...
     """
     keys = [part.strip() for part in text.split(",") if part.strip()]
     if not keys:
@@ -99,7 +99,9 @@ class Sealer:
             return self._multi.encrypt(data)
         return self._multi.encrypt_at_time(data, int(at))
 
-    def open(self, sealed: bytes | str, *, ttl: float | None = None, at: float | None = None) -> bytes:
+    def open(
+        self, sealed: bytes | str, *, ttl: float | None = None, at: float | None = None
+    ) -> bytes:
         """The data sealed in ``sealed``; :class:`Unsealable` if no key opens it, or it was
         sealed more than ``ttl`` seconds before ``at`` (default: now)."""
         token = sealed.encode() if isinstance(sealed, str) else sealed
