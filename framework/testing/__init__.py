@@ -55,6 +55,7 @@ from framework.testing.fake_github import (
 )
 from framework.testing.fake_smee import FakeSmee
 from framework.testing.fake_tapd import FakeTapd
+from framework.testing.fake_oauth import FakeOAuth, FakeUser, ManualClock
 from framework.testing.server import serve, serve_async
 
 __all__ = [
@@ -73,6 +74,9 @@ __all__ = [
     "FakeGitHub",
     "FakeSmee",
     "FakeTapd",
+    "FakeOAuth",
+    "FakeUser",
+    "ManualClock",
     "RecordedCall",
     "Reply",
     "RouteHandler",
