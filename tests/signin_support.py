@@ -47,8 +47,12 @@ def settings_for(fakes: dict[str, FakeOAuth], tmp: Path, **extra: Any) -> Settin
         values[f"{platform}_client_secret"] = fake.client_secret
         values[f"{platform}_web_url"] = fake.web_url
         if platform == "coding":
-            values |= {"coding_team": fake.team, "coding_webhook_secret": "coding-secret", "coding_open_api_url": f"{fake.base_url}/open-api",
-                       "coding_api_url": fake.web_url.replace("{team}", fake.team)}  # fmt: skip
+            values |= {
+                "coding_team": fake.team,
+                "coding_webhook_secret": "coding-secret",
+                "coding_open_api_url": f"{fake.base_url}/open-api",
+                "coding_api_url": fake.web_url.replace("{team}", fake.team),
+            }
         else:
             values[f"{platform}_api_url"] = fake.base_url
     values |= extra
