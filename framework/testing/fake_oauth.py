@@ -29,6 +29,7 @@ TAPD's ``/users/info`` and ``/stories``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -153,6 +154,8 @@ class FakeOAuth:
         self.calls: list[tuple[str, str]] = []
         self.exchanges = 0
         self.refreshes = 0
+        self.latency = 0.0
+        """Seconds the token endpoint takes to answer (to let concurrent refreshes overlap)."""
         self.refused: list[str] = []
         """Why each refused request was refused (the platform's error code)."""
         self._codes: dict[str, _Code] = {}
@@ -370,6 +373,7 @@ class FakeOAuth:
     async def token(self, request: Request) -> Response:
         """Exchange a code, refresh, or (GitHub) poll a device code."""
         self.calls.append(("POST", request.url.path))
+        await asyncio.sleep(self.latency)
         if self.platform == "coding" and request.path_params.get("team") != self.team:
             return self._page(404, "no_such_team", "no such team")
         parsed = await self._body(request)
