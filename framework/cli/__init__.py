@@ -4,6 +4,8 @@ python -m framework run sample_bots/labeler.py
 python -m framework receive --event issues --payload issue.json sample_bots/labeler.py
 python -m framework deliveries list --failed
 python -m framework tunnel https://smee.io/CHANNEL
+python -m framework login github
+python -m framework users list
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from framework.cli import deliveries as deliveries_cli
+from framework.cli import login as login_cli
 from framework.cli import tunnel as tunnel_cli
+from framework.cli import users as users_cli
 from framework.cli.help_text import plain
 from framework.cli.loader import load_app
 from framework.dispatch.routing import check_event_key
@@ -176,6 +180,8 @@ def parser() -> argparse.ArgumentParser:
 
     deliveries_cli.add_parser(commands)
     tunnel_cli.add_parser(commands)
+    login_cli.add_parser(commands)
+    users_cli.add_parser(commands)
 
     # No help=: argparse would list it as "handle ==SUPPRESS==".
     child = commands.add_parser("handle", description=plain(handle.__doc__))
