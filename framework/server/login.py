@@ -44,7 +44,7 @@ from framework.auth.oauth.base import (
 )
 from framework.auth.oauth.github import require_scopes
 from framework.auth.sealing import Sealer, Unsealable
-from framework.auth.user_tokens import UserTokens, open_store, sealer_from
+from framework.auth.user_tokens import UserGrant, UserTokens, open_store, sealer_from
 from framework.client.rest import GitHubClient
 from framework.errors import ConfigurationError
 from framework.platforms.connections import Connection
@@ -316,6 +316,10 @@ class SignIn:
         return user_client(
             self._connection(platform), tokens, self.provider(platform), stored, self.settings
         )
+
+    async def grant(self, platform: str, user: str) -> UserGrant:
+        """A user's stored grant (its scopes, TAPD's ``resource``, CODING's ``team``)."""
+        return await (await self.tokens()).read(platform, str(user))
 
     async def revoked(self, delivery: Delivery) -> None:
         """Delete the tokens of a user who revoked the app (``github_app_authorization``)."""
