@@ -10,10 +10,13 @@ from typing import Any
 import httpx
 import pytest
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 
-from framework import App
-from framework.server.login import SignedIn
+from framework import App, Context
+from framework.auth.user_tokens import NotSignedIn
+from framework.errors import ConfigurationError
+from framework.server.login import SignedIn, check_callback_url
+from framework.settings import Settings
 from framework.testing import FakeOAuth, serve_async
 from tests.signin_support import PLATFORMS, fake_for, served, settings_for
 from tests.support import signed
@@ -237,3 +240,62 @@ async def test_the_revoked_authorization_webhook_deletes_the_users_tokens(
     assert answer.status_code == 202, answer.text  # kept, though no handler listens for it
     await browser.app.wait_idle(10)
     assert await browser.stored() == []
+
+
+async def test_a_handler_acts_as_the_sender_and_scopes_are_checked(browser: Browser) -> None:
+    back = await browser.authorize()
+    await browser.client.get(back.headers["location"])
+    app, seen = browser.app, []
+
+    @app.on("issues.opened")
+    async def as_sender(ctx: Context) -> None:
+        client = await ctx.user_client()
+        seen.append((await client.get("/user")).json()["login"])
+        await ctx.user_client(scopes=["gist"])  # not granted: raises MissingScope
+
+    payload = {"action": "opened", "issue": {"number": 1}, "sender": {"id": 583231}}
+    errors = await app.receive("issues", payload)
+    assert seen == ["octocat"]
+    assert [type(e).__name__ for e in errors] == ["MissingScope"]
+    with pytest.raises(NotSignedIn):
+        await app.user_client("github", "somebody-else")
+
+
+async def test_the_bots_routes_may_be_plain_functions(tmp_path: Path) -> None:
+    app = App()
+
+    @app.route("/plain", methods=["GET", "POST"])
+    def plain(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(f"{request.method} in a thread")
+
+    app.configure(Settings(_env_file=None, webhook_secret="s", journal_path=tmp_path / "j"))
+    async with serve_async(app) as bot, httpx.AsyncClient() as client:
+        assert (await client.post(f"{bot}/plain")).text == "POST in a thread"
+        assert (await client.get(f"{bot}/login/github")).status_code == 404  # no sign-in set
+        assert (await client.get(f"{bot}/healthz")).status_code == 200
+
+
+async def test_without_a_key_sign_in_says_how_to_make_one(tmp_path: Path) -> None:
+    app, _ = bot_with_pages()
+    with served(fake_for("github")) as fake:
+        app.configure(settings_for({"github": fake}, tmp_path, token_encryption_key=None))
+        async with serve_async(app) as bot, httpx.AsyncClient() as client:
+            answer = await client.get(f"{bot}/login/github")
+    assert answer.status_code == 500
+    assert "TOKEN_ENCRYPTION_KEY is not set" in answer.text and "new-key" in answer.text
+    assert fake.calls == []
+
+
+def test_a_public_url_github_would_refuse_stops_start_up(tmp_path: Path) -> None:
+    with served(fake_for("github")) as fake:
+        good = settings_for({"github": fake}, tmp_path, public_url="https://bot.example",
+                            github_oauth_callback_url="https://bot.example/login")  # fmt: skip
+        check_callback_url(good)
+        bad = settings_for({"github": fake}, tmp_path, public_url="https://bot.example:8443",
+                           github_oauth_callback_url="https://bot.example/login")  # fmt: skip
+        with pytest.raises(ConfigurationError, match="GitHub would refuse the redirect URI"):
+            check_callback_url(bad)
+        app = App()
+        app.configure(bad)
+        with pytest.raises(ConfigurationError):
+            app._build()
