@@ -22,7 +22,7 @@ A few API routes answer with the user's token, for a bot's pages: GitHub's and A
 TAPD's ``/users/info`` and ``/stories``.
 
 >>> fake = FakeOAuth("github", callback_url="http://127.0.0.1:3000/login/github/callback")
->>> fake.add_user(583231, "octocat", repositories=["octocat/hello"])
+>>> user = fake.add_user(583231, "octocat", repositories=["octocat/hello"])
 >>> with serve(fake.app) as url:  # doctest: +SKIP
 ...     fake.base_url = url  # GITHUB_WEB_URL and GITHUB_API_URL
 """
