@@ -7,6 +7,7 @@
 - ``expires_in`` and ``refresh_token_expires_in`` are **absolute epoch milliseconds**, not
   durations (the seed's samples); the refresh answer may give back the same refresh token.
 
+>>> from framework.auth.oauth.base import OAuthApp
 >>> oauth = AtomGitOAuth(OAuthApp("Iv1.4952", "secret", "https://atomgit.com",
 ...     "https://api.atomgit.com"))
 >>> oauth.authorize_url("STATE", "ignored")
@@ -27,22 +28,20 @@ from urllib.parse import urlencode
 from framework.auth.oauth.base import (
     Answer,
     Call,
-    Grant,
     Identity,
-    OAuthApp,
-    OAuthError,
     identity_data,
 )
-from framework.auth.oauth.github import read_token
+from framework.auth.oauth.github import GitHubOAuth
 
 JSON = {"Accept": "application/json", "Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
-class AtomGitOAuth:
-    """AtomGit's OAuth steps for one app."""
+class AtomGitOAuth(GitHubOAuth):
+    """AtomGit's OAuth steps for one app: GitHub's, but for the authorize query, JSON token
+    requests to the API host and epoch-millisecond expiry (read by
+    :func:`~framework.auth.oauth.base.expiry_time` like any other form)."""
 
-    app: OAuthApp
     name: str = "atomgit"
 
     def authorize_url(self, state: str, redirect_uri: str) -> str:
@@ -50,44 +49,19 @@ class AtomGitOAuth:
         query = urlencode({"client_id": self.app.client_id, "state": state})
         return f"{self.app.web_url}/login/oauth/authorize?{query}"
 
-    def _token_call(self, body: Mapping[str, str]) -> Call:
+    def _token_call(self, form: Mapping[str, str]) -> Call:
         return Call(
             "POST",
             f"{self.app.api_url}/login/oauth/access_token",
             headers=JSON,
-            json={"client_id": self.app.client_id, "client_secret": self.app.client_secret, **body},
+            json={"client_id": self.app.client_id, "client_secret": self.app.client_secret, **form},
         )
 
     def exchange(self, code: str, redirect_uri: str) -> Call:
         """A JSON POST of ``client_id``, ``client_secret`` and ``code``."""
         return self._token_call({"code": code})
 
-    def read_grant(self, answer: Answer, now: float, callback: Mapping[str, str]) -> Grant:
-        """The two ``expires_in`` values are epoch milliseconds (read by
-        :func:`~framework.auth.oauth.base.expiry_time`)."""
-        return read_token(self.name, answer, now)
-
-    def refresh(self, grant: Grant) -> Call:
-        """The same JSON form with ``grant_type: refresh_token``."""
-        if grant.refresh_token is None:
-            raise OAuthError("this AtomGit token cannot be refreshed", rejected=True)
-        return self._token_call(
-            {"grant_type": "refresh_token", "refresh_token": grant.refresh_token}
-        )
-
-    def identity(self, grant: Grant) -> Call:
-        """``GET /user`` as the user (GitHub's shape)."""
-        return Call(
-            "GET",
-            f"{self.app.api_url}/user",
-            headers={"Authorization": self.authorization(grant.access_token)},
-        )
-
     def read_identity(self, answer: Answer) -> Identity:
         """The user's ``id`` and ``login``."""
         data = identity_data(self.name, answer)
         return Identity(str(data["id"]), str(data.get("login") or data.get("username")))
-
-    def authorization(self, access_token: str) -> str:
-        """``Bearer atu_...``."""
-        return f"Bearer {access_token}"

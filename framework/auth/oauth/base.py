@@ -429,6 +429,23 @@ def scope_list(value: Any, separator: str | None = None) -> tuple[str, ...]:
     return tuple(part for part in str(value).replace(",", " ").split() if part)
 
 
+def refresh_fields(platform: str, grant: Grant) -> dict[str, str]:
+    """The fields of a refresh request (``grant_type=refresh_token``); :class:`OAuthError` for a
+    grant without a refresh token.
+
+    >>> refresh_fields("github", Grant("ghu_a", refresh_token="ghr_b"))["grant_type"]
+    'refresh_token'
+    """
+    if grant.refresh_token is None:
+        raise OAuthError(f"this {platform} token has no refresh token", rejected=True)
+    return {"grant_type": "refresh_token", "refresh_token": grant.refresh_token}
+
+
+def get_as_user(url: str, authorization: str) -> Call:
+    """A ``GET`` of ``url`` with the user's ``Authorization`` header."""
+    return Call("GET", url, headers={"Authorization": authorization})
+
+
 def identity_data(platform: str, answer: Answer) -> Mapping[str, Any]:
     """The JSON object of an identity answer; :class:`OAuthError` when the API refused."""
     data = answer.data()

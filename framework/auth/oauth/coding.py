@@ -34,7 +34,9 @@ from framework.auth.oauth.base import (
     OAuthApp,
     OAuthError,
     expiry_time,
+    get_as_user,
     identity_data,
+    refresh_fields,
     token_answer,
 )
 
@@ -102,18 +104,12 @@ class CodingOAuth:
 
     def refresh(self, grant: Grant) -> Call:
         """``grant_type=refresh_token`` at the grant's team."""
-        if grant.refresh_token is None:
-            raise OAuthError("this CODING token cannot be refreshed", rejected=True)
-        return self._token_call(
-            {"grant_type": "refresh_token", "refresh_token": grant.refresh_token}, grant.team
-        )
+        return self._token_call(refresh_fields(self.name, grant), grant.team)
 
     def identity(self, grant: Grant) -> Call:
         """``GET /api/me`` at the team the answer named."""
-        return Call(
-            "GET",
-            f"{self._url(grant.team)}/api/me",
-            headers={"Authorization": self.authorization(grant.access_token)},
+        return get_as_user(
+            f"{self._url(grant.team)}/api/me", self.authorization(grant.access_token)
         )
 
     def read_identity(self, answer: Answer) -> Identity:

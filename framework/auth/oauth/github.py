@@ -33,7 +33,9 @@ from framework.auth.oauth.base import (
     OAuthError,
     error_in,
     expiry_time,
+    get_as_user,
     identity_data,
+    refresh_fields,
     scope_list,
     token_answer,
 )
@@ -175,19 +177,11 @@ class GitHubOAuth:
 
     def refresh(self, grant: Grant) -> Call:
         """``grant_type=refresh_token``: GitHub answers with a new access and refresh token."""
-        if grant.refresh_token is None:
-            raise OAuthError("this GitHub token cannot be refreshed", rejected=True)
-        return self._token_call(
-            {"grant_type": "refresh_token", "refresh_token": grant.refresh_token}
-        )
+        return self._token_call(refresh_fields(self.name, grant))
 
     def identity(self, grant: Grant) -> Call:
         """``GET /user`` as the user."""
-        return Call(
-            "GET",
-            f"{self.app.api_url}/user",
-            headers={"Authorization": self.authorization(grant.access_token)},
-        )
+        return get_as_user(f"{self.app.api_url}/user", self.authorization(grant.access_token))
 
     def read_identity(self, answer: Answer) -> Identity:
         """The user's id and login; the granted scopes from ``X-OAuth-Scopes``."""

@@ -35,7 +35,9 @@ from framework.auth.oauth.base import (
     OAuthApp,
     OAuthError,
     expiry_time,
+    get_as_user,
     identity_data,
+    refresh_fields,
     scope_list,
 )
 
@@ -140,22 +142,11 @@ class TapdOAuth:
 
     def refresh(self, grant: Grant) -> Call:
         """For apps that renew with refresh tokens: ``grant_type=refresh_token``."""
-        if grant.refresh_token is None:
-            raise OAuthError(
-                "this TAPD token cannot be refreshed (the app has no refresh tokens)",
-                rejected=True,
-            )
-        return self._token_call(
-            {"grant_type": "refresh_token", "refresh_token": grant.refresh_token}
-        )
+        return self._token_call(refresh_fields(self.name, grant))
 
     def identity(self, grant: Grant) -> Call:
         """``GET /users/info`` as the user."""
-        return Call(
-            "GET",
-            f"{self.app.api_url}/users/info",
-            headers={"Authorization": self.authorization(grant.access_token)},
-        )
+        return get_as_user(f"{self.app.api_url}/users/info", self.authorization(grant.access_token))
 
     def read_identity(self, answer: Answer) -> Identity:
         """The user's ``id`` and ``nick`` from the envelope's ``data``."""
