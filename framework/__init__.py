@@ -35,6 +35,7 @@ from framework.errors import (
     ValidationFailed,
 )
 from framework.events import Event, parse_event
+from framework.server.login import MissingScope, NotSignedIn, SignedIn, SignInRequired
 from framework.settings import Settings
 from framework.webhooks.delivery import Delivery
 
@@ -53,14 +54,18 @@ __all__ = [
     "GitHubAPIError",
     "GraphQLError",
     "InvalidPayload",
+    "MissingScope",
     "NetworkError",
     "NoInstallation",
     "NotFound",
+    "NotSignedIn",
     "NotSupported",
     "RateLimited",
     "ServerError",
     "Settings",
+    "SignInRequired",
     "SignatureMismatch",
+    "SignedIn",
     "TapdAPIError",
     "ValidationFailed",
     "__version__",

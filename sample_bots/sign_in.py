@@ -25,11 +25,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from framework import App
-from framework.auth.oauth.base import SignInRequired
-from framework.auth.user_tokens import NotSignedIn
+from framework import App, NotSignedIn, SignedIn, SignInRequired
 from framework.errors import APIError
-from framework.server.login import SignedIn
 
 app = App(name="sign-in")
 log = logging.getLogger("sign-in")

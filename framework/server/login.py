@@ -34,8 +34,10 @@ from framework.auth.oauth import flow, provider
 from framework.auth.oauth.base import (
     STATE_SECONDS,
     InvalidState,
+    MissingScope,
     OAuthError,
     Provider,
+    SignInRequired,
     new_state,
     read_state,
     redirect_uri,
@@ -44,7 +46,13 @@ from framework.auth.oauth.base import (
 )
 from framework.auth.oauth.github import require_scopes
 from framework.auth.sealing import Sealer, Unsealable
-from framework.auth.user_tokens import UserGrant, UserTokens, open_store, sealer_from
+from framework.auth.user_tokens import (
+    NotSignedIn,
+    UserGrant,
+    UserTokens,
+    open_store,
+    sealer_from,
+)
 from framework.client.rest import GitHubClient
 from framework.errors import ConfigurationError
 from framework.platforms.connections import Connection
@@ -53,6 +61,8 @@ from framework.settings import Settings
 from framework.webhooks.delivery import Delivery
 
 logger = logging.getLogger("framework.login")
+
+__all__ = ["MissingScope", "NotSignedIn", "SignIn", "SignInRequired", "SignedIn"]
 
 SESSION_COOKIE = "framework_session"
 SESSION_SECONDS = 30 * 86400
@@ -172,9 +182,16 @@ class SignIn:
 
     def routes(self) -> list[Route]:
         """The sign-in routes, when some platform's sign-in is configured."""
-        if not self.settings.sign_in_platforms():
+        platforms = self.settings.sign_in_platforms()
+        if not platforms:
             return []
         check_callback_url(self.settings)
+        if self.settings.token_encryption_key is None:
+            logger.warning(
+                "sign-in is configured for %s, but TOKEN_ENCRYPTION_KEY is not set: nobody can "
+                "sign in until it is (python -m framework users new-key makes one)",
+                ", ".join(platforms),
+            )
         return [
             Route("/login/{platform}", self.start, methods=["GET"]),
             Route("/login/{platform}/callback", self.callback, methods=["GET"]),
