@@ -124,7 +124,8 @@ class App(TypedOn):
 
     def route(self, path: str, methods: Iterable[str] | None = None) -> Callable[[F], F]:
         """Decorator: serve ``fn(request)`` (a Starlette endpoint, sync or async) at ``path``,
-        beside the webhook paths.
+        beside the webhook paths. The bot's routes come before the built-in pages: its own
+        ``/`` replaces the status page there.
 
         >>> from starlette.responses import PlainTextResponse
         >>> bot = App()
@@ -550,9 +551,9 @@ class App(TypedOn):
             routes=[
                 Route("/healthz", _healthz, methods=["GET", "HEAD"]),
                 Route("/readyz", self._readyz, methods=["GET", "HEAD"]),
+                *self._routes,  # the bot's own (@app.route): before the built-in pages
                 *page_routes(self),  # the setup and status pages (framework/server/pages.py)
                 *self.users.routes(),  # sign-in (framework/server/login.py)
-                *self._routes,  # the bot's own (@app.route)
             ],
             lifespan=self.lifespan,
         )

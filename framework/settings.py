@@ -420,9 +420,6 @@ class Settings(BaseSettings):
         default=None, description="The OAuth client id (default: CLIENT_ID, the app's)."
     )
     github_client_secret: SecretStr | None = None
-    github_web_url: str = Field(
-        default="https://github.com", description="Where users authorize and tokens are made."
-    )
     github_oauth_callback_url: str | None = Field(
         default=None, description="The app's registered callback URL, checked at start-up."
     )
@@ -449,19 +446,15 @@ class Settings(BaseSettings):
         default=None,
         description="Fernet keys sealing stored user tokens, comma-separated, the newest first.",
     )
-    public_url: str | None = Field(
-        default=None, description="The bot's public address (default: the request's own)."
-    )
     user_tokens_path: Path | None = Field(
         default=None, description="The SQLite user-token store (default: beside the journal)."
     )
 
     @field_validator(
-        "github_web_url", "atomgit_web_url", "tapd_web_url", "coding_web_url", "public_url",
-        "github_oauth_callback_url",
-    )  # fmt: skip
+        "atomgit_web_url", "tapd_web_url", "coding_web_url", "github_oauth_callback_url"
+    )
     @classmethod
-    def _web_url(cls, value: str | None) -> str | None:
+    def _oauth_url(cls, value: str | None) -> str | None:
         return cls._http_url(value)
 
     def sign_in_platforms(self) -> list[str]:

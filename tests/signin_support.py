@@ -10,6 +10,7 @@ from typing import Any
 from framework.auth.sealing import new_key
 from framework.settings import Settings
 from framework.testing import FakeOAuth, serve
+from tests.support import APP_ID, PEM
 
 PLATFORMS = ("github", "atomgit", "coding", "tapd")
 KEY = new_key()
@@ -39,6 +40,8 @@ def settings_for(fakes: dict[str, FakeOAuth], tmp: Path, **extra: Any) -> Settin
     """A bot's settings with sign-in on every platform in ``fakes``."""
     values: dict[str, Any] = {
         "webhook_secret": "webhook-secret",
+        "app_id": str(APP_ID),  # a registered app: no setup page, GitHub's webhooks served
+        "private_key": PEM,
         "journal_path": tmp / "deliveries.sqlite3",
         "token_encryption_key": KEY,
     }

@@ -181,10 +181,15 @@ class SignIn:
     # The routes ---------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
-        """The sign-in routes, when some platform's sign-in is configured."""
+        """The sign-in routes. A platform whose sign-in is not configured answers 404 (until
+        it is: the setup page may add GitHub's client without a restart)."""
+        routes = [
+            Route("/login/{platform}", self.start, methods=["GET"]),
+            Route("/login/{platform}/callback", self.callback, methods=["GET"]),
+        ]
         platforms = self.settings.sign_in_platforms()
         if not platforms:
-            return []
+            return routes
         check_callback_url(self.settings)
         if self.settings.token_encryption_key is None:
             logger.warning(
@@ -192,10 +197,7 @@ class SignIn:
                 "sign in until it is (python -m framework users new-key makes one)",
                 ", ".join(platforms),
             )
-        return [
-            Route("/login/{platform}", self.start, methods=["GET"]),
-            Route("/login/{platform}/callback", self.callback, methods=["GET"]),
-        ]
+        return routes
 
     def _redirect_uri(self, request: Request, platform: str) -> str:
         return redirect_uri(self.settings.public_url or str(request.base_url), platform)

@@ -53,9 +53,9 @@ from framework.testing.fake_github import (
     TokenMint,
     generate_app_key,
 )
+from framework.testing.fake_oauth import FakeOAuth, FakeUser, ManualClock
 from framework.testing.fake_smee import FakeSmee
 from framework.testing.fake_tapd import FakeTapd
-from framework.testing.fake_oauth import FakeOAuth, FakeUser, ManualClock
 from framework.testing.server import serve, serve_async
 
 __all__ = [
@@ -72,9 +72,9 @@ __all__ = [
     "FakeAtomGit",
     "FakeCoding",
     "FakeGitHub",
+    "FakeOAuth",
     "FakeSmee",
     "FakeTapd",
-    "FakeOAuth",
     "FakeUser",
     "ManualClock",
     "RecordedCall",
