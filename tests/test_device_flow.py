@@ -141,3 +141,10 @@ def test_users_new_key_prints_a_usable_key(capsys: pytest.CaptureFixture[str]) -
     assert main(["users", "new-key"]) == 0
     key = capsys.readouterr().out.strip()
     assert Sealer.from_keys([key]).open(Sealer.from_keys([key]).seal(b"x")) == b"x"
+
+
+def test_login_elsewhere_than_github_points_to_the_web_sign_in(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["login", "tapd"]) == 2
+    assert "sign in to tapd in a browser at /login/tapd" in capsys.readouterr().err

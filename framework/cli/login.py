@@ -61,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(commands: Any) -> None:
     """``login`` on the top-level parser."""
     login = commands.add_parser("login", help="sign in on the command line", description=__doc__)
-    login.add_argument("platform", choices=["github"], help="github (its device flow)")
+    login.add_argument("platform", help="github (its device flow; elsewhere, the web sign-in)")
     login.add_argument("--scope", action="append", help="a scope to ask for (OAuth apps)")
     login.set_defaults(func=run, host=None, port=None)
