@@ -82,17 +82,16 @@ def token_path(fake: FakeOAuth) -> str:
     }.get(fake.platform, "/login/oauth/access_token")
 
 
+def github_exchange(fake: FakeOAuth, redirect_uri: str) -> dict[str, str]:
+    """Authorize at the fake, and the exchange's form for the code it gave."""
+    answer = httpx.get(fake.base_url + authorize_path(fake), params=authorize_query(fake))
+    return {"client_id": fake.client_id, "client_secret": fake.client_secret,
+            "code": code_from(answer), "redirect_uri": redirect_uri}  # fmt: skip
+
+
 def test_github_answers_form_encoded_without_accept_json_and_codes_are_single_use() -> None:
     with served(fake_for("github", callback_url=CALLBACK.format("github"))) as fake:
-        code = code_from(
-            httpx.get(fake.base_url + authorize_path(fake), params=authorize_query(fake))
-        )
-        form = {
-            "client_id": fake.client_id,
-            "client_secret": fake.client_secret,
-            "code": code,
-            "redirect_uri": CALLBACK.format("github"),
-        }
+        form = github_exchange(fake, CALLBACK.format("github"))
         answer = httpx.post(fake.base_url + token_path(fake), data=form)
         assert answer.headers["content-type"].startswith("application/x-www-form-urlencoded")
         assert "access_token=ghu_" in answer.text
@@ -104,15 +103,7 @@ def test_github_answers_form_encoded_without_accept_json_and_codes_are_single_us
 
 def test_github_refuses_an_exchange_whose_redirect_uri_differs_from_the_authorize_step() -> None:
     with served(fake_for("github", callback_url=CALLBACK.format("github"))) as fake:
-        code = code_from(
-            httpx.get(fake.base_url + authorize_path(fake), params=authorize_query(fake))
-        )
-        form = {
-            "client_id": fake.client_id,
-            "client_secret": fake.client_secret,
-            "code": code,
-            "redirect_uri": CALLBACK.format("github") + "/other",
-        }
+        form = github_exchange(fake, CALLBACK.format("github") + "/other")
         answer = httpx.post(
             fake.base_url + token_path(fake), data=form, headers={"Accept": "application/json"}
         )
