@@ -113,28 +113,56 @@ def test_login_without_a_key_refuses_before_asking(
     assert "TOKEN_ENCRYPTION_KEY is not set" in capsys.readouterr().err
 
 
+async def stored_octocat(fake: FakeOAuth, tmp_path: Path) -> Grant:
+    """octocat signed in through the device flow, the grant stored as ``login`` stores it."""
+    _, grant = await run_flow(fake, ManualClock(), tmp_path, approve=True)
+    assert isinstance(grant, Grant)
+    store = SQLiteTokenStore(tmp_path / "users.sqlite3")
+    sealed = seal_grant(Sealer.from_keys([KEY]), grant)
+    await store.put(StoredUser("github", "583231", "octocat", sealed, False, None, 0.0))
+    await store.close()
+    return grant
+
+
 async def test_users_list_and_revoke(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with served(fake_for("github", device_interval=0)) as fake:
         for name, value in command_env(fake, tmp_path).items():
             monkeypatch.setenv(name, value)
-        _, grant = await run_flow(fake, ManualClock(), tmp_path, approve=True)
-        assert isinstance(grant, Grant)
-        store = SQLiteTokenStore(tmp_path / "users.sqlite3")
-        sealed = seal_grant(Sealer.from_keys([KEY]), grant)
-        await store.put(StoredUser("github", "583231", "octocat", sealed, False, None, 0.0))
-        await store.close()
-    assert await asyncio.to_thread(main, ["users", "list"]) == 0
-    listed = capsys.readouterr().out
-    assert "github    583231         octocat" in listed and listed.rstrip().endswith("ok")
-    assert grant.access_token not in listed
-    monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", KEY.replace(KEY[:4], "AAAA", 1))
-    await asyncio.to_thread(main, ["users", "list"])
-    assert "unreadable (key)" in capsys.readouterr().out
-    assert await asyncio.to_thread(main, ["users", "revoke", "github", "octocat"]) == 0
-    assert await asyncio.to_thread(main, ["users", "revoke", "github", "octocat"]) == 1
-    assert "no github user octocat" in capsys.readouterr().err
+        grant = await stored_octocat(fake, tmp_path)
+        assert await asyncio.to_thread(main, ["users", "list"]) == 0
+        listed = capsys.readouterr().out
+        assert "github    583231         octocat" in listed and listed.rstrip().endswith("ok")
+        assert grant.access_token not in listed
+        assert await asyncio.to_thread(main, ["users", "revoke", "github", "octocat"]) == 0
+        said = capsys.readouterr().out
+        assert "GitHub withdrew octocat's authorization" in said and "deleted" in said.lower()
+        assert ("DELETE", f"/applications/{fake.client_id}/grant") in fake.calls
+        async with httpx.AsyncClient() as client:  # the token is dead on GitHub's side too
+            answer = await client.get(
+                f"{fake.base_url}/user", headers={"Authorization": f"Bearer {grant.access_token}"}
+            )
+        assert answer.status_code == 401
+        assert await asyncio.to_thread(main, ["users", "revoke", "github", "octocat"]) == 1
+        assert "no github user octocat" in capsys.readouterr().err
+
+
+async def test_a_store_sealed_with_a_lost_key_is_listed_and_deleted_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with served(fake_for("github", device_interval=0)) as fake:
+        for name, value in command_env(fake, tmp_path).items():
+            monkeypatch.setenv(name, value)
+        await stored_octocat(fake, tmp_path)
+        monkeypatch.setenv("TOKEN_ENCRYPTION_KEY", KEY.replace(KEY[:4], "AAAA", 1))
+        await asyncio.to_thread(main, ["users", "list"])
+        assert "unreadable (key)" in capsys.readouterr().out
+        assert await asyncio.to_thread(main, ["users", "revoke", "github", "583231"]) == 0
+        said = capsys.readouterr().out
+    assert "Not withdrawn on GitHub" in said and "no longer holds" in said
+    assert "Deleted the github tokens of octocat here." in said
+    assert ("DELETE", f"/applications/{fake.client_id}/grant") not in fake.calls
 
 
 def test_users_new_key_prints_a_usable_key(capsys: pytest.CaptureFixture[str]) -> None:

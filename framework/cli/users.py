@@ -5,7 +5,8 @@ python -m framework users revoke github octocat
 python -m framework users new-key
 
 ``revoke`` deletes the stored tokens here (the user signs in again to use the bot as
-themselves); the grant itself is withdrawn on the platform's own settings page.
+themselves); on GitHub it also deletes the user's grant of the app (``--here-only`` keeps it).
+On the other platforms the user withdraws the grant on the platform's own settings page.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from framework.auth.oauth.base import SignInRequired
+import httpx
+
+from framework.auth.oauth import oauth_app
+from framework.auth.oauth.base import OAuthError, SignInRequired
+from framework.auth.oauth.flow import send
+from framework.auth.oauth.github import delete_grant_call
 from framework.auth.sealing import Sealer, new_key
 from framework.auth.user_tokens import StoredUser, open_grant, open_store, sealer_from
 from framework.errors import ConfigurationError
-from framework.settings import load_settings
+from framework.settings import Settings, load_settings
 
 
 def state_of(row: StoredUser, sealer: Sealer | None, now: float) -> str:
@@ -70,17 +76,39 @@ async def list_users(args: argparse.Namespace) -> int:
 
 
 async def revoke(args: argparse.Namespace) -> int:
-    """Delete a user's stored tokens (by user id or login)."""
-    store = await open_store(load_settings())
+    """Delete a user's stored tokens (by user id or login); on GitHub, withdraw the user's
+    authorization of the app too."""
+    settings = load_settings()
+    store = await open_store(settings)
     try:
-        deleted = await store.delete(args.platform, args.user)
+        row = await store.get(args.platform, args.user)
+        if row is None:
+            print(f"error: no {args.platform} user {args.user} is stored", file=sys.stderr)
+            return 1
+        if args.platform == "github" and not args.here_only:
+            print(await _withdraw_on_github(settings, row))
+        await store.delete(args.platform, row.user_id)
     finally:
         await store.close()
-    if not deleted:
-        print(f"error: no {args.platform} user {args.user} is stored", file=sys.stderr)
-        return 1
-    print(f"Deleted the {args.platform} tokens of {args.user}.")
+    print(f"Deleted the {args.platform} tokens of {row.login} here.")
     return 0
+
+
+async def _withdraw_on_github(settings: Settings, row: StoredUser) -> str:
+    """Ask GitHub to delete the user's grant; say what came of it (never the token)."""
+    try:
+        grant = open_grant(sealer_from(settings), row).grant
+        app = oauth_app("github", settings)
+    except (ConfigurationError, SignInRequired) as exc:
+        return f"Not withdrawn on GitHub ({exc})."
+    async with httpx.AsyncClient(timeout=30.0) as http:
+        try:
+            answer = await send(http, delete_grant_call(app, grant.access_token))
+        except OAuthError as exc:
+            return f"Not withdrawn on GitHub: {exc}."
+    if answer.status == 204:
+        return f"GitHub withdrew {row.login}'s authorization of the app."
+    return f"Not withdrawn on GitHub: it answered HTTP {answer.status} (the token may be dead)."
 
 
 async def make_key(args: argparse.Namespace) -> int:
@@ -106,6 +134,9 @@ def add_parser(commands: Any) -> None:
     gone = actions.add_parser("revoke", help=revoke.__doc__)
     gone.add_argument("platform", choices=["github", "atomgit", "coding", "tapd"])
     gone.add_argument("user", help="the user's id or login")
+    gone.add_argument(
+        "--here-only", action="store_true", help="keep the grant on GitHub; delete it here only"
+    )
     gone.set_defaults(command=revoke)
     key = actions.add_parser("new-key", help=make_key.__doc__)
     key.set_defaults(command=make_key)

@@ -258,6 +258,9 @@ class FakeOAuth:
         ]
         if p == "github":
             routes.append(Route("/login/device/code", self.device_code, methods=["POST"]))
+            routes.append(
+                Route("/applications/{client_id}/grant", self.delete_grant, methods=["DELETE"])
+            )
         return routes
 
     def _refuse(self, code: str, response: Response) -> Response:
@@ -522,6 +525,27 @@ class FakeOAuth:
         del self._devices[fields["device_code"]]
         self.exchanges += 1
         return self._issue(request, device.approved_by, device.scopes, None)
+
+    async def delete_grant(self, request: Request) -> Response:
+        """GitHub's ``DELETE /applications/{client_id}/grant``: every token of the user gone."""
+        self.calls.append(("DELETE", request.url.path))
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if (
+            request.path_params["client_id"] != self.client_id
+            or request.headers.get("authorization") != f"Basic {expected}"
+        ):
+            return self._refuse("bad_credentials", JSONResponse({"message": "Not Found"}, 404))
+        try:
+            token = json.loads(await request.body()).get("access_token", "")
+        except (ValueError, AttributeError):
+            token = ""
+        found = self._access.get(token)
+        if found is None:
+            return self._refuse("unknown_token", JSONResponse({"message": "Not Found"}, 404))
+        for tokens in (self._access, self._refresh):
+            for value in [k for k, t in tokens.items() if t.user is found.user]:
+                del tokens[value]
+        return Response(status_code=204)
 
     # The user's API ----------------------------------------------------------------------------
 

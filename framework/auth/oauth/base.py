@@ -10,6 +10,7 @@ says how each step is written on that platform, as a :class:`Provider`.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from collections.abc import Mapping
@@ -439,6 +440,17 @@ def refresh_fields(platform: str, grant: Grant) -> dict[str, str]:
     if grant.refresh_token is None:
         raise OAuthError(f"this {platform} token has no refresh token", rejected=True)
     return {"grant_type": "refresh_token", "refresh_token": grant.refresh_token}
+
+
+def basic_auth(app: OAuthApp) -> dict[str, str]:
+    """HTTP Basic with the app's ``client_id:client_secret`` (TAPD's token requests, GitHub's
+    grant deletion).
+
+    >>> basic_auth(OAuthApp("Aladdin", "open sesame", "", ""))
+    {'Authorization': 'Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=='}
+    """
+    pair = f"{app.client_id}:{app.client_secret}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
 
 def get_as_user(url: str, authorization: str) -> Call:

@@ -31,6 +31,7 @@ from framework.auth.oauth.base import (
     MissingScope,
     OAuthApp,
     OAuthError,
+    basic_auth,
     error_in,
     expiry_time,
     get_as_user,
@@ -195,6 +196,17 @@ class GitHubOAuth:
     def authorization(self, access_token: str) -> str:
         """``Bearer`` (GitHub accepts it for every kind of token)."""
         return f"Bearer {access_token}"
+
+
+def delete_grant_call(app: OAuthApp, access_token: str) -> Call:
+    """``DELETE /applications/{client_id}/grant`` (Basic ``client_id:client_secret``): the user's
+    authorization of the app withdrawn, every token of it with it. GitHub answers 204."""
+    return Call(
+        "DELETE",
+        f"{app.api_url}/applications/{app.client_id}/grant",
+        headers={**basic_auth(app), "Accept": "application/vnd.github+json"},
+        json={"access_token": access_token},
+    )
 
 
 # The device flow -----------------------------------------------------------------------------

@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from framework.auth.oauth.base import (
     Identity,
     OAuthApp,
     OAuthError,
+    basic_auth,
     expiry_time,
     get_as_user,
     identity_data,
@@ -110,11 +110,10 @@ class TapdOAuth:
         return f"{self.app.web_url}/oauth/?{urlencode(query)}"
 
     def _token_call(self, form: Mapping[str, str]) -> Call:
-        pair = f"{self.app.client_id}:{self.app.client_secret}".encode()
         return Call(
             "POST",
             f"{self.app.api_url}/tokens/request_token",
-            headers={"Authorization": "Basic " + base64.b64encode(pair).decode()},
+            headers=basic_auth(self.app),
             form=dict(form),
         )
 
