@@ -33,6 +33,7 @@ log = logging.getLogger("sign-in")
 
 NAMES = {"github": "GitHub", "atomgit": "AtomGit", "coding": "CODING", "tapd": "TAPD"}
 SHOWN = 5
+STYLE = "body { font-family: sans-serif; max-width: 40em; margin: 2em auto } li { margin: .3em 0 }"
 
 
 @app.on_login
@@ -86,6 +87,7 @@ async def home(request: Request) -> HTMLResponse:
     sections = [await _section(p, signed_in.get(p)) for p in app.settings.sign_in_platforms()]
     body = "".join(sections) or "<li>No sign-in is configured.</li>"
     page = (
-        f"<!doctype html><meta charset=utf-8><title>Sign in</title><h1>Sign in</h1><ul>{body}</ul>"
+        "<!doctype html><meta charset=utf-8><title>Sign in</title>"
+        f"<style>{STYLE}</style><h1>Sign in</h1><ul>{body}</ul>"
     )
     return HTMLResponse(page, headers={"Cache-Control": "no-store"})
