@@ -94,6 +94,7 @@ async def test_the_manifest_sent_to_github(tmp_path: Path) -> None:
         "default_events": ["issues"],
         "hook_attributes": {"url": "https://smee.io/abc", "active": True},
         "redirect_url": bot.url + "/setup/callback",
+        "callback_urls": [bot.url + "/login/github/callback"],  # users can sign in at once
     }
 
 

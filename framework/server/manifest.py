@@ -158,14 +158,18 @@ def build_manifest(
     hook_url: str,
     redirect_url: str,
     homepage: str,
+    callback_url: str | None = None,
 ) -> dict[str, Any]:
     """``app_yml`` over ``defaults``, with this bot's URLs: the manifest to POST to GitHub.
 
-    ``homepage`` is the app's ``url`` unless ``app.yml`` gives one.
+    ``homepage`` is the app's ``url`` unless ``app.yml`` gives one; ``callback_url`` (the
+    bot's ``/login/github/callback``) lets users sign in with the new app at once.
     """
     manifest: dict[str, Any] = {"url": homepage, **defaults, **(app_yml or {})}
     manifest["hook_attributes"] = {"url": hook_url, "active": True}
     manifest["redirect_url"] = redirect_url
+    if callback_url is not None:
+        manifest["callback_urls"] = [callback_url]
     return manifest
 
 

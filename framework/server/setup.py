@@ -210,6 +210,7 @@ class SetupPages:
             hook_url=s.webhook_proxy_url or public + s.webhook_path,
             redirect_url=base + CALLBACK_PATH,
             homepage=public,
+            callback_url=public + "/login/github/callback",  # sign-in works at once
         )
 
     async def index(self, request: Request, import_error: str | None = None) -> Response:
