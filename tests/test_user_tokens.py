@@ -298,3 +298,15 @@ async def test_two_processes_refreshing_the_same_user_refresh_once(
     assert outputs[0][0] == outputs[1][0]  # the same new token in both
     assert sorted(int(o[1]) for o in outputs) == [0, 1]  # one of them refreshed it
     assert outputs[0][0] != hashlib.sha256(grant.access_token.encode()).hexdigest()
+
+
+async def test_a_user_clients_rate_limits_are_the_users_own() -> None:
+    """A user waiting out a rate limit must not hold back the app's or another user's calls."""
+    from framework.auth.user_tokens import UserAuth
+    from framework.client.rest import GitHubClient
+
+    async with httpx.AsyncClient() as pool:
+        first = GitHubClient(pool, UserAuth(None, "github", "42", None))  # type: ignore[arg-type]
+        other = GitHubClient(pool, UserAuth(None, "atomgit", "42", None))  # type: ignore[arg-type]
+        app = GitHubClient(pool, httpx.BasicAuth("u", "p"))
+        assert (first._key, other._key, app._key) == ("user:github:42", "user:atomgit:42", "app")

@@ -541,6 +541,8 @@ class UserAuth(httpx.Auth):
         self.platform = platform
         self.user = user
         self.provider = provider
+        self.rate_key = f"user:{platform}:{user}"
+        """Whose rate limits a request spends: the user's own (the client reads it)."""
 
     def sync_auth_flow(self, request: httpx.Request) -> Any:
         raise RuntimeError("user clients are async")

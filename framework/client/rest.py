@@ -172,9 +172,13 @@ class GitHubClient:
 
     @property
     def _key(self) -> str:
-        """Whose limits apply: the installation's, or the app's."""
+        """Whose limits apply: the installation's, a user's (an auth with a ``rate_key``), or
+        the app's."""
         installation = self.installation_id
-        return "app" if installation is None else f"installation:{installation}"
+        if installation is not None:
+            return f"installation:{installation}"
+        rate_key = getattr(self.auth, "rate_key", None)
+        return rate_key if isinstance(rate_key, str) else "app"
 
     @property
     def rate_limit(self) -> RateLimit | None:
