@@ -27,8 +27,6 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from framework._version import __version__
@@ -43,11 +41,14 @@ from framework.dispatch.runner import Runner
 from framework.dispatch.typed_on import TypedOn
 from framework.errors import ConfigurationError, NoInstallation, Unavailable
 from framework.journal import Journal
+from framework.observe import hooks
 from framework.platforms import ALL_EVENTS, PLATFORMS
 from framework.platforms.connections import AppConnection, Connection, connect
 from framework.platforms.github import revokes_tokens
 from framework.repo_config import RepositoryConfigs, config_change
+from framework.server.health import Health
 from framework.server.login import SignIn, revoked_user
+from framework.server.metrics import MetricsEndpoint
 from framework.server.pages import page_routes
 from framework.server.setup import awaiting_registration
 from framework.settings import Settings, load_settings
@@ -85,7 +86,7 @@ class App(TypedOn):
         self._load: ReceiverLoad | None = None  # how busy the receiver is; runners read it
         self._connections: dict[str, Connection] = {}
         self._configs: RepositoryConfigs | None = None
-        self._receivers: dict[str, WebhookReceiver] = {}
+        self._receivers: dict[str, hooks.ASGI] = {}
         self._starlette: Starlette | None = None
         self._journal: Journal | None = None
         self._journal_lock: asyncio.Lock | None = None
@@ -164,6 +165,7 @@ class App(TypedOn):
         """The app's settings, read from the environment on first use."""
         if self._settings is None:
             self._settings = load_settings()
+            hooks.remember_secrets(self._settings)  # never logged, wherever they turn up
         return self._settings
 
     def configure(self, settings: Settings) -> None:
@@ -177,6 +179,7 @@ class App(TypedOn):
         if in_use:
             raise RuntimeError("configure() cannot be called while the app serves requests")
         self._settings = settings
+        hooks.remember_secrets(settings)
         # Everything built from the old settings, or bound to the event loop that served
         # with them, is built again on first use.
         self._runner = None
@@ -376,7 +379,10 @@ class App(TypedOn):
         journal = self._journal or await self.open_journal()
         if self._handler_processes is None and not self.runner.started:
             await self.runner.start(journal)  # served without lifespan events (tests)
-        if not await journal.record(delivery):
+        started = time.time_ns()
+        recorded = await journal.record(delivery)
+        hooks.journal_written(started)
+        if not recorded:
             return "duplicate"
         if self._handler_processes is not None:
             self._handler_processes.wake()
@@ -547,10 +553,13 @@ class App(TypedOn):
 
     def _build(self) -> None:
         self._receivers = self._webhook_receivers()
+        s = self.settings
+        health = Health(self.open_journal, lambda: self.draining)
+        token = s.metrics_token.get_secret_value() if s.metrics_token else None
         self._starlette = Starlette(
             routes=[
-                Route("/healthz", _healthz, methods=["GET", "HEAD"]),
-                Route("/readyz", self._readyz, methods=["GET", "HEAD"]),
+                *health.routes(),
+                Route("/metrics", MetricsEndpoint(token, health.counts).serve, methods=["GET"]),
                 *self._routes,  # the bot's own (@app.route): before the built-in pages
                 *page_routes(self),  # the setup and status pages (framework/server/pages.py)
                 *self.users.routes(),  # sign-in (framework/server/login.py)
@@ -558,15 +567,17 @@ class App(TypedOn):
             lifespan=self.lifespan,
         )
 
-    def _webhook_receivers(self) -> dict[str, WebhookReceiver]:
+    def _webhook_receivers(self) -> dict[str, hooks.ASGI]:
         s = self.settings
         return {
-            path: WebhookReceiver(
-                self.accept,
-                partial(PLATFORMS[name].read_delivery, verifier=self._verifier(name)),
-                s.webhook_max_bytes,
-                self._receiver_load(),
-                id_headers=PLATFORMS[name].id_headers,
+            path: hooks.observe_deliveries(
+                WebhookReceiver(
+                    self.accept,
+                    partial(PLATFORMS[name].read_delivery, verifier=self._verifier(name)),
+                    s.webhook_max_bytes,
+                    self._receiver_load(),
+                    id_headers=PLATFORMS[name].id_headers,
+                ),
             )
             for name, path in self.webhook_paths().items()
             # No app yet: GitHub's deliveries get 503 until the setup page registers it.
@@ -596,14 +607,3 @@ class App(TypedOn):
         else:
             assert self._starlette is not None
             await self._starlette(scope, receive, send)
-
-    async def _readyz(self, _: Request) -> JSONResponse:
-        if self.draining:
-            return JSONResponse({"status": "draining"}, status_code=503)
-        if self._journal is not None and self._journal.damaged() is not None:
-            return JSONResponse({"status": "journal damaged"}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-
-async def _healthz(_: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})

@@ -12,6 +12,7 @@ The names are Probot's, so a bot moved from Probot keeps its configuration:
 ``GITHUB_API_URL``    ``https://api.github.com``, or ``https://HOST/api/v3`` for GHES.
 ``LOG_LEVEL``         ``debug``, ``info`` (default), ``warning``, ``error``.
 ``LOG_FORMAT``        ``pretty`` (default) or ``json``.
+``METRICS_TOKEN``     The bearer token ``/metrics`` asks of scrapers off loopback.
 ===================== ======================================================================
 
 The rest are documented on :class:`Settings`.
@@ -228,6 +229,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Open connections at most (default: the file limit less 128); past it, "
         "the longest-idle connection is closed to make room.",
+    )
+
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token /metrics asks of scrapers off loopback (unset: open to all).",
     )
 
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"

@@ -84,8 +84,8 @@ def test_bound_fields_reach_both_formats() -> None:
     log.bind(handler="greet").info("labelled %s", "it", extra={"label": "x"})
     [record] = records
     entry = json.loads(JSONFormatter().format(record))
-    assert entry["msg"] == "labelled it"
-    assert (entry["delivery"], entry["event"], entry["installation"]) == (
+    assert entry["message"] == "labelled it"
+    assert (entry["delivery_id"], entry["event"], entry["installation"]) == (
         "d-9",
         "issues.opened",
         42,

@@ -82,7 +82,8 @@ async def test_a_failing_handler_stops_no_other_and_is_not_echoed_to_github(
     [record] = [r for r in caplog.records if "explodes" in r.getMessage()]
     assert record.levelno == logging.ERROR
     assert record.bound_fields["delivery"] == "d-err"  # type: ignore[attr-defined]
-    assert record.bound_fields["event"] == "issues.opened"  # type: ignore[attr-defined]
+    assert record.bound_fields["event"] == "issues"  # type: ignore[attr-defined]
+    assert record.bound_fields["action"] == "opened"  # type: ignore[attr-defined]
 
 
 async def test_the_handlers_of_one_delivery_run_concurrently() -> None:

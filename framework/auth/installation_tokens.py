@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from framework.common.single_flight import SingleFlight
 from framework.errors import AuthenticationError
+from framework.observe import hooks
 
 REFRESH_MARGIN_SECONDS = 300.0  # a handler that starts now gets a token good for 5 more minutes
 
@@ -151,14 +152,22 @@ class InstallationTokens:
         key = (installation_id, scope)
         cached = self._cache.get(key)
         if cached is not None and cached.fresh(self._clock(), self._margin):
+            hooks.token_reused()
             return cached
         return await self._minting.run(key, partial(self._mint_and_store, key))
 
     async def _mint_and_store(self, key: tuple[int, TokenScope]) -> AccessToken:
+        minted: list[AccessToken] = []
+
+        async def mint() -> AccessToken:
+            minted.append(await self._mint(*key))
+            return minted[-1]
+
         if self.shared is None:
-            token = await self._mint(*key)
-        else:
-            token = await self.shared.get_or_mint(*key, lambda: self._mint(*key), self._margin)
+            token = await mint()
+        else:  # another process or replica may have minted it already
+            token = await self.shared.get_or_mint(*key, mint, self._margin)
+        hooks.token_obtained(token.token, minted=bool(minted))
         if token.expires_at.timestamp() <= self._clock():
             # Never present a token known to be expired: the platform would refuse it, and a
             # token that expires as it is minted says this machine's clock is wrong.

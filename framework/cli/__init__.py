@@ -28,6 +28,7 @@ from framework.cli.help_text import plain
 from framework.cli.loader import load_app
 from framework.dispatch.routing import check_event_key
 from framework.errors import ConfigurationError, FrameworkError
+from framework.observe import metrics
 from framework.observe.log import configure_logging
 from framework.platforms import ALL_EVENTS
 from framework.server.setup import awaiting_registration
@@ -60,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     settings = _settings(args, problems=_serving_problems)  # every problem at once, or none
     setup = awaiting_registration(settings)  # no app yet: serve the setup page (GET /)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.handler_processes:  # before any metric exists: the handler processes add theirs
+        metrics.use_directory(None)
     app = load_app(args.bot)
     app.configure(settings)
     if setup:

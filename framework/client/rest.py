@@ -15,6 +15,7 @@ import asyncio
 import copy
 import logging
 import re
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Iterable, Mapping
 from typing import Any, Self, TypeVar
 
@@ -37,6 +38,7 @@ from framework.errors import (
     NetworkError,
     RateLimited,
 )
+from framework.observe import hooks
 
 logger = logging.getLogger(__name__)
 
@@ -233,8 +235,10 @@ class GitHubClient:
                 kwargs["headers"] = self._conditional(cache_key, kwargs.get("headers"))
             try:
                 async with state.slots:
+                    started = time.time_ns()
                     response = await self.http.request(method, path, auth=self.auth, **kwargs)
             except httpx.TransportError as exc:
+                hooks.api_called(method, path, None, started)
                 failures += 1
                 cause = describe_network_error(exc)  # a failed DNS lookup says so
                 if failures > policy.max_retries or not (repeatable or isinstance(exc, _NOT_SENT)):
@@ -245,6 +249,7 @@ class GitHubClient:
                 await self._back_off(method, path, failures, cause)
                 continue
             state.observe(response)
+            hooks.api_called(method, path, response, started)
             if response.status_code == 304 and cache_key is not None:
                 return self.shared.etags.revalidated(cache_key, response)
             if response.status_code < 400:

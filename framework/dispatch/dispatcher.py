@@ -60,7 +60,8 @@ class Dispatcher:
         log = bind(
             self._logger,
             delivery=delivery.id,
-            event=delivery.key,
+            event=delivery.name,
+            action=delivery.action,
             installation=delivery.installation_id,
         )
         ctx: Context = Context(self.clients, delivery, log)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from framework.dispatch.retry import RetryPolicy, describe
 from framework.errors import Unavailable
+from framework.observe import hooks
 from framework.webhooks.delivery import Delivery
 from framework.webhooks.load import ReceiverLoad
 
@@ -164,11 +165,13 @@ class Runner:
             if self._starting >= self.concurrency_under_load and not idle.is_set():
                 await idle.wait()
             self._starting += 1
+            watch = hooks.handling(delivery)  # the delivery's log line, metrics and span
             try:
                 final = delivery.attempt >= self.retry.max_attempts
                 errors = await self.run(delivery, report=final)
             finally:
                 self._starting -= 1
+            watch.finished(errors, final)
             await self._record_outcome(journal, delivery, errors, final)
         except asyncio.CancelledError:
             raise  # stopped past the grace period: stop() gives the delivery back

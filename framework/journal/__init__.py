@@ -84,6 +84,19 @@ class Entry:
     history: list[Attempt] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Counts:
+    """How many deliveries are in each state now (for ``/metrics``; reading them also shows
+    the journal is reachable, for ``/readyz``)."""
+
+    pending: int
+    running: int
+    dead: int
+    """Failed for good: kept with their error (``deliveries list --failed``)."""
+    oldest_pending_at: float | None = None
+    """When the oldest pending delivery was received (epoch seconds); None if none is."""
+
+
 class Journal(Protocol):
     """What the receiver and the handler runners need from durable storage."""
 
@@ -125,6 +138,10 @@ class Journal(Protocol):
 
     async def active(self) -> int:
         """How many deliveries are pending (due or later) or running."""
+        ...
+
+    async def counts(self) -> Counts:
+        """Deliveries pending, running and dead now."""
         ...
 
     async def get(self, delivery_id: str) -> Entry | None:
@@ -177,6 +194,7 @@ class ClaimFinisher:
 __all__ = [
     "Attempt",
     "ClaimFinisher",
+    "Counts",
     "Entry",
     "Journal",
     "JournalDamaged",

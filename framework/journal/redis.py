@@ -25,7 +25,14 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from framework.journal import Attempt, ClaimFinisher, Entry, JournalUnavailable, Status
+from framework.journal import (
+    Attempt,
+    ClaimFinisher,
+    Counts,
+    Entry,
+    JournalUnavailable,
+    Status,
+)
 from framework.journal.batch import Batcher
 from framework.webhooks.delivery import Delivery
 
@@ -37,16 +44,16 @@ GROUP = "handlers"
 # Records a batch of deliveries: one command for all that arrived together. The bodies are
 # not passed through Lua: Redis's Lua hashes every byte of every string it is given (tens of
 # microseconds for an 18 KB body); they are SET NX beside, in the same MULTI.
-# KEYS: stream, received, finished, then each delivery's hash
+# KEYS: stream, received, finished, failed, then each delivery's hash
 # ARGV: per delivery, id, name, action, installation id, headers, received at
 _RECORD = """
 local new = {}
-for i = 4, #KEYS do
-  local key, a = KEYS[i], (i - 4) * 6
+for i = 5, #KEYS do
+  local key, a = KEYS[i], (i - 5) * 6
   local id, received_at = ARGV[a + 1], ARGV[a + 6]
   local status = redis.call('HGET', key, 'status')
   if status and status ~= 'failed' then
-    new[i - 3] = 0
+    new[i - 4] = 0
   else
     local fields = {'name', ARGV[a + 2], 'action', ARGV[a + 3], 'installation_id', ARGV[a + 4],
                     'headers', ARGV[a + 5], 'received_at', received_at,
@@ -55,6 +62,7 @@ for i = 4, #KEYS do
     if status then  -- failed before and redelivered: its last run's traces go
       redis.call('HDEL', key, 'consumer', 'lease_until', 'finished_at', 'entry')
       redis.call('ZREM', KEYS[3], id)
+      redis.call('ZREM', KEYS[4], id)
       fields[n + 1], fields[n + 2] = 'attempts_before', redis.call('HGET', key, 'attempts')
     else
       fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] =
@@ -63,7 +71,7 @@ for i = 4, #KEYS do
     redis.call('HSET', key, unpack(fields))
     redis.call('XADD', KEYS[1], '*', 'id', id)
     redis.call('ZADD', KEYS[2], received_at, id)
-    new[i - 3] = 1
+    new[i - 4] = 1
   end
 end
 return new
@@ -114,7 +122,7 @@ end
 return 0
 """
 
-# KEYS: hash, attempts, stream, delayed, finished, leases
+# KEYS: hash, attempts, stream, delayed, finished, leases, failed
 # ARGV: consumer, new status, error, not_before, now, id, group
 _FINISH = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'running'
@@ -137,6 +145,7 @@ if ARGV[2] == 'pending' then
 else
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[5])
   redis.call('ZADD', KEYS[5], ARGV[5], ARGV[6])
+  if ARGV[2] == 'failed' then redis.call('ZADD', KEYS[7], ARGV[5], ARGV[6]) end
 end
 return 1
 """
@@ -174,7 +183,7 @@ return expired
 """
 
 
-# KEYS: hash, stream, finished; ARGV: id
+# KEYS: hash, stream, finished, failed; ARGV: id
 _REQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'done' and status ~= 'failed' then return 0 end
@@ -182,6 +191,7 @@ redis.call('HSET', KEYS[1], 'status', 'pending', 'not_before', '0',
            'attempts_before', redis.call('HGET', KEYS[1], 'attempts'))
 redis.call('HDEL', KEYS[1], 'finished_at')
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
 return 1
 """
@@ -223,6 +233,7 @@ class RedisJournal(ClaimFinisher):
         self._delayed = self._prefix + "delayed"
         self._received = self._prefix + "received"
         self._finished = self._prefix + "finished"
+        self._failed = self._prefix + "failed"  # the dead letters, for counting them
         self._leases = self._prefix + "leases"
         # A second batch may go while one is on its way.
         self._recorder: Batcher[Delivery, bool] = Batcher(self._record_batch, in_flight=2, size=256)
@@ -286,7 +297,7 @@ class RedisJournal(ClaimFinisher):
         return await self._recorder.submit(delivery)
 
     async def _record_batch(self, batch: list[Delivery]) -> list[bool | Exception]:
-        keys = [self._stream, self._received, self._finished]
+        keys = [self._stream, self._received, self._finished, self._failed]
         args: list[Any] = []
         for delivery in batch:
             keys.append(self._hash(delivery.id))
@@ -366,7 +377,7 @@ class RedisJournal(ClaimFinisher):
         self, delivery_id: str, consumer: str, status: Status, error: str | None, at: float = 0
     ) -> bool:
         keys = [self._hash(delivery_id), self._attempts(delivery_id), self._stream,
-                self._delayed, self._finished, self._leases]  # fmt: skip
+                self._delayed, self._finished, self._leases, self._failed]  # fmt: skip
         now = repr(self._clock())
         args: list[Any] = [consumer, status.value, error or "", repr(at), now, delivery_id, GROUP]
         return bool(await self._guard(self._scripts["finish"](keys=keys, args=args)))
@@ -391,7 +402,7 @@ class RedisJournal(ClaimFinisher):
 
     async def requeue(self, delivery_id: str) -> bool:
         """A done or failed delivery goes back on the stream, due now."""
-        keys = [self._hash(delivery_id), self._stream, self._finished]
+        keys = [self._hash(delivery_id), self._stream, self._finished, self._failed]
         return bool(await self._guard(self._scripts["requeue"](keys=keys, args=[delivery_id])))
 
     async def active(self) -> int:
@@ -403,6 +414,24 @@ class RedisJournal(ClaimFinisher):
                 pipe.zcard(self._delayed)
                 stream, delayed = await pipe.execute()
             return int(stream) + int(delayed)
+
+        return await self._guard(count())
+
+    async def counts(self) -> Counts:
+        """Deliveries by state. Running ones stay on the stream until they finish, and the
+        oldest entry on it (due or running) stands for the oldest pending."""
+
+        async def count() -> Counts:
+            async with self._raw.pipeline(transaction=False) as pipe:
+                pipe.xlen(self._stream)
+                pipe.zcard(self._delayed)
+                pipe.zcard(self._leases)
+                pipe.zcard(self._failed)
+                pipe.xrange(self._stream, count=1)
+                stream, delayed, running, failed, first = await pipe.execute()
+            oldest = int(first[0][0].split(b"-")[0]) / 1000 if first else None
+            pending = max(0, int(stream) - int(running)) + int(delayed)
+            return Counts(pending, int(running), int(failed), oldest)
 
         return await self._guard(count())
 
@@ -480,6 +509,7 @@ class RedisJournal(ClaimFinisher):
                 )
                 pipe.zrem(self._received, delivery_id)
                 pipe.zrem(self._finished, delivery_id)
+                pipe.zrem(self._failed, delivery_id)
                 await pipe.execute()
         return len(ids)
 

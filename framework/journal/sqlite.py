@@ -35,6 +35,7 @@ from framework.errors import InvalidPayload
 from framework.journal import (
     Attempt,
     ClaimFinisher,
+    Counts,
     Entry,
     JournalDamaged,
     JournalUnavailable,
@@ -646,6 +647,24 @@ class SQLiteJournal(ClaimFinisher):
             return int(row[0])
 
         return int(await self._call(work))
+
+    async def counts(self) -> Counts:
+        """Deliveries pending (due or later), running and failed; the oldest pending one."""
+
+        def work(conn: sqlite3.Connection) -> Counts:
+            found = {
+                status: (int(count), oldest)
+                for status, count, oldest in conn.execute(
+                    "SELECT status, count(*), min(received_at) FROM deliveries"
+                    " WHERE status IN ('pending', 'running', 'failed') GROUP BY status"
+                )
+            }
+            pending, oldest = found.get("pending", (0, None))
+            running = found.get("running", (0, None))[0]
+            return Counts(pending, running, found.get("failed", (0, None))[0], oldest)
+
+        result: Counts = await self._call(work)
+        return result
 
     def lock(self, wait: float = 0.0) -> None:
         """Hold an exclusive lock on ``PATH.lock`` for as long as this process lives.

@@ -1,0 +1,174 @@
+"""Where the framework tells what happened: one call from each place that knows, feeding the
+logs, the metrics and (when on) the traces. The places: the receiver's answer
+(:func:`observe_deliveries` wraps it), the journal write, a delivery's handlers
+(:func:`handling`), each API request (:func:`api_called`), each installation token
+(:func:`token_obtained`), the settings' secrets (:func:`remember_secrets`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from framework.observe import metrics, tracing
+from framework.observe.log import SECRETS, bind
+
+if TYPE_CHECKING:
+    import httpx
+    from pydantic import BaseModel
+
+    from framework.webhooks.delivery import Delivery
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGI = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+                Awaitable[None]]  # fmt: skip
+
+deliveries_log = logging.getLogger("framework.deliveries")
+
+_LEVELS = {"done": logging.INFO, "retried": logging.WARNING, "dead": logging.ERROR}
+
+
+def remember_secrets(settings: BaseModel) -> None:
+    """Redact every secret setting from the logs from now on (a URL's password only)."""
+    from pydantic import SecretStr
+
+    for name in type(settings).model_fields:
+        value = getattr(settings, name, None)
+        if not isinstance(value, SecretStr):
+            continue
+        secret = value.get_secret_value()
+        if "://" in secret:
+            secret = urlsplit(secret).password or ""
+        SECRETS.add(secret)
+
+
+def observe_deliveries(receiver: ASGI) -> ASGI:
+    """The webhook endpoint, counting each answer by event and status and (when tracing)
+    starting each delivery's trace, whose ``traceparent`` the journal then stores."""
+
+    async def observed(
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        status = 500
+        event = None
+        for key, value in scope["headers"]:
+            if key == b"x-github-event":
+                event = value.decode("latin-1")
+                break
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        span = None
+        if tracing.enabled():
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            span = tracing.receiving(headers)
+            scope = {**scope, "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+        try:
+            await receiver(scope, receive, sending)
+        finally:
+            metrics.delivery_received(event, status)
+            if span is not None:
+                span.end(**{"http.response.status_code": status})
+
+    return observed
+
+
+def journal_written(started_ns: int) -> None:
+    """A delivery was just stored in the journal (a span, when tracing)."""
+    tracing.record("journal record", started_ns)
+
+
+class Handling:
+    """One delivery's handlers, from claim to outcome: the clock, the span, then one log
+    line (INFO when done) and the metrics."""
+
+    __slots__ = ("_delivery", "_span", "_started")
+
+    def __init__(self, delivery: Delivery) -> None:
+        self._delivery = delivery
+        self._started = time.perf_counter()
+        self._span = tracing.handling(delivery.id, delivery.name, delivery.action, delivery.headers)
+
+    def finished(self, errors: list[BaseException], final: bool) -> str:
+        """The handlers returned ``errors`` on the delivery's ``final`` attempt or not:
+        log and count the outcome (``done``, ``retried``, ``dead``) and return it."""
+        seconds = time.perf_counter() - self._started
+        outcome = "done" if not errors else "dead" if final else "retried"
+        delivery = self._delivery
+        metrics.delivery_handled(delivery.name, outcome, seconds)
+        repository = _repository(delivery)
+        log = bind(
+            deliveries_log,
+            delivery=delivery.id,
+            event=delivery.name,
+            action=delivery.action,
+            installation=delivery.installation_id,
+            repository=repository,
+            duration_ms=round(seconds * 1000, 1),
+            outcome=outcome,
+        )
+        log.log(
+            _LEVELS[outcome],
+            "%s %s %s in %.0f ms",
+            delivery.key,
+            repository or "-",
+            outcome,
+            seconds * 1000,
+        )
+        if self._span is not None:
+            self._span.end(outcome=outcome, **{"github.repository": repository})
+        return outcome
+
+
+def handling(delivery: Delivery) -> Handling:
+    """Start watching a delivery's handlers; call ``.finished(errors, final)`` after."""
+    return Handling(delivery)
+
+
+def _repository(delivery: Delivery) -> str | None:
+    try:
+        repository = delivery.payload.get("repository")
+    except Exception:  # an unreadable payload already failed its handlers, and says so
+        return None
+    name = repository.get("full_name") if isinstance(repository, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def api_called(method: str, path: str, response: httpx.Response | None, started_ns: int) -> None:
+    """A REST request answered (``response``) or failed to (None)."""
+    status = None if response is None else response.status_code
+    seconds = (time.time_ns() - started_ns) / 1e9
+    headers: Any = {} if response is None else response.headers
+    metrics.api_request(method, path, status, seconds, headers)
+    if tracing.enabled():
+        route = metrics.route_template(path)
+        tracing.record(
+            f"{method} {route}",
+            started_ns,
+            **{"http.request.method": method, "url.template": route,
+               "http.response.status_code": status},
+        )  # fmt: skip
+
+
+def token_obtained(token: str, *, minted: bool) -> None:
+    """An installation token came from GitHub (``minted``) or another process's cache."""
+    SECRETS.add(token, expires=True)
+    if minted:
+        metrics.token_minted()
+    else:
+        metrics.token_reused("shared")
+
+
+def token_reused() -> None:
+    """A token from this process's cache was used."""
+    metrics.token_reused("process")
