@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.journal import Journal, JournalUnavailable, Status
+from framework.journal import Counts, Journal, JournalUnavailable, Status
 from framework.journal.redis import RedisJournal, redact
 from framework.journal.sqlite import SQLiteJournal
 from framework.webhooks.delivery import Delivery
@@ -66,6 +66,30 @@ async def sqlite_journal(tmp_path: Path, clock: Clock) -> AsyncIterator[SQLiteJo
     journal = await SQLiteJournal.open(tmp_path / "journal.sqlite3", clock=clock)
     yield journal
     await journal.close()
+
+
+async def test_counts_follow_deliveries_through_their_states(
+    journal: Journal, clock: Clock
+) -> None:
+    assert await journal.counts() == Counts(0, 0, 0, None)
+    for n in range(1, 5):
+        await journal.record(delivery(n, received_at=clock.now + n))
+    first, second, third = await journal.claim("c1", 3, lease=30)
+    counts = await journal.counts()
+    assert (counts.pending, counts.running, counts.dead) == (1, 3, 0)
+    assert counts.oldest_pending_at is not None and counts.oldest_pending_at <= clock.now + 4
+    await journal.complete(first.id, "c1")
+    await journal.fail(second.id, "c1", "boom")
+    await journal.retry(third.id, "c1", "again", clock.now + 60)  # pending, later
+    counts = await journal.counts()
+    assert (counts.pending, counts.running, counts.dead) == (2, 0, 1)
+    assert await journal.record(delivery(2)) is True  # the dead one, redelivered
+    assert (await journal.counts()).dead == 0
+    [again] = [d for d in await journal.claim("c1", 10, lease=30) if d.id == "d-2"]
+    await journal.fail(again.id, "c1", "boom")
+    assert (await journal.counts()).dead == 1
+    assert await journal.requeue("d-2") is True  # replayed
+    assert (await journal.counts()).dead == 0
 
 
 async def test_a_delivery_is_new_once_and_a_duplicate_after(journal: Journal) -> None:

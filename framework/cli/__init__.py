@@ -28,6 +28,7 @@ from framework.cli.help_text import plain
 from framework.cli.loader import load_app
 from framework.dispatch.routing import check_event_key
 from framework.errors import ConfigurationError, FrameworkError
+from framework.journal.sqlite import unwritable
 from framework.observe import metrics
 from framework.observe.log import configure_logging
 from framework.platforms import ALL_EVENTS
@@ -51,7 +52,10 @@ def _settings(
 
 def _serving_problems(settings: Settings) -> list[str]:
     # Without any app credentials (and not in production) the setup page serves instead.
-    return [] if awaiting_registration(settings) else settings.problems_for_serving()
+    found = [] if awaiting_registration(settings) else settings.problems_for_serving()
+    # A missing or read-only volume: one line, not a traceback at the journal's first write.
+    journal = None if settings.redis_url else unwritable(settings.journal_path)
+    return [*found, journal] if journal else found
 
 
 def run(args: argparse.Namespace) -> int:

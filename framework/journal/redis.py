@@ -429,7 +429,12 @@ class RedisJournal(ClaimFinisher):
                 pipe.zcard(self._failed)
                 pipe.xrange(self._stream, count=1)
                 stream, delayed, running, failed, first = await pipe.execute()
-            oldest = int(first[0][0].split(b"-")[0]) / 1000 if first else None
+            oldest = None
+            if first:  # when the delivery behind the oldest entry was received
+                received = await self._raw.hget(
+                    self._hash(first[0][1][b"id"].decode()), "received_at"
+                )
+                oldest = float(received) if received else None
             pending = max(0, int(stream) - int(running)) + int(delayed)
             return Counts(pending, int(running), int(failed), oldest)
 

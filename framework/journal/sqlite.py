@@ -136,6 +136,28 @@ _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
+def unwritable(path: Path) -> str | None:
+    """Why a journal cannot be created or written at ``path``, or None if it can: checked
+    before serving, so a missing or read-only volume is one clear line, not a traceback.
+
+    >>> print(unwritable(Path("/nonexistent-dir/deliveries.sqlite3")))  # doctest: +ELLIPSIS
+    JOURNAL_PATH /nonexistent-dir/deliveries.sqlite3: the directory /nonexistent-dir does not ...
+    """
+    directory = path.absolute().parent
+    if not directory.is_dir():
+        return (
+            f"JOURNAL_PATH {path}: the directory {directory} does not exist "
+            "(create it, mount a volume there, or set JOURNAL_PATH)"
+        )
+    target = path if path.exists() else directory
+    if not os.access(target, os.W_OK):
+        return (
+            f"JOURNAL_PATH {path}: {target} is read-only or not writable by this user "
+            f"(uid {os.getuid()}); mount a writable volume there or set JOURNAL_PATH"
+        )
+    return None
+
+
 def explain(path: Path, error: sqlite3.Error | OSError) -> JournalUnavailable:
     """A clear error for what SQLite (or writing a body file) reported, naming the file and
     what to do."""
