@@ -145,10 +145,13 @@ def test_no_secret_token_or_key_reaches_the_logs_at_debug(
     for secret in [*tokens, SECRET, metrics_token, *key_lines]:
         assert secret not in output
     # The leaking lines were logged, and redacted, at each attempt: the test saw them.
-    assert output.count("the token is [redacted] and the secret is [redacted]") == 2
+    assert output.count("the token is [redacted token] and the secret is [redacted]") == 2
     assert output.count("access_token=[redacted]&page=2") == 2
     assert output.count("metrics token: [redacted]") == 2
-    assert output.count("RuntimeError: leaking '[redacted]' [redacted] token [redacted]") == 2
+    assert (
+        output.count("RuntimeError: leaking '[redacted token]' [redacted] token [redacted token]")
+        == 2
+    )
 
 
 def test_metrics_count_every_delivery_across_the_handler_processes(

@@ -89,6 +89,8 @@ class Secrets:
         store = self._recent if expires else self._lasting
         for part in (value, *value.splitlines()):
             part = part.strip()
+            if part.startswith("-----"):  # a PEM armor line: public text, the pattern's anchor
+                continue
             if len(part) >= self.MIN_LENGTH and part not in store:
                 store[part] = None
                 self._pattern = None
@@ -123,10 +125,9 @@ def redact(text: str) -> str:
     >>> redact("{'Authorization': 'Bearer eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOjF9.c2ln'}")
     "{'Authorization': '[redacted]'}"
     """
-    text = SECRETS.replace(text)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return SECRETS.replace(text)
 
 
 class BoundLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -57,7 +57,7 @@ _ROUTE_WORDS = frozenset(
     permission issues comments labels assignees milestones events timeline reactions lock
     pulls pull files commits merge merges requested_reviewers reviews dismissals
     statuses status check-runs check-suites annotations rerequest git refs ref trees blobs tags
-    contents readme branches protection compare releases assets latest hooks pings tests
+    contents readme branches heads protection compare releases assets latest hooks pings tests
     deployments environments actions runs jobs workflows artifacts secrets variables search
     code topics languages forks stargazers subscribers notifications rate_limit meta zen
     projects columns cards discussions gists keys emails followers following
@@ -66,8 +66,8 @@ _ROUTE_WORDS = frozenset(
     properties values rulesets rules""".split()
 )
 _SPECIAL = (
-    (re.compile(r"^\d+$"), "{number}"),
     (re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$"), "{sha}"),
+    (re.compile(r"^\d+$"), "{number}"),
 )
 _NAMED_AFTER = {"repos": ("{owner}", "{repo}"), "orgs": ("{org}",), "users": ("{username}",)}
 _MAX_SEGMENTS = 8
@@ -92,6 +92,9 @@ def route_template(path: str) -> str:
     out: list[str] = []
     named: tuple[str, ...] = ()
     for segment in segments:
+        if len(out) >= _MAX_SEGMENTS:
+            out.append("...")
+            break
         if named:
             out.append(named[0])
             named = named[1:]
@@ -104,9 +107,6 @@ def route_template(path: str) -> str:
             named = _NAMED_AFTER.get(segment, ())
             continue
         out.append(next((name for rx, name in _SPECIAL if rx.match(segment)), "{name}"))
-        if len(out) >= _MAX_SEGMENTS:
-            out.append("...")
-            break
     return "/" + "/".join(out)
 
 
