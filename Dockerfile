@@ -33,8 +33,8 @@ ENV PATH=/opt/bot/bin:$PATH \
 COPY --from=build /opt/bot /opt/bot
 WORKDIR /app
 COPY sample_bots ./sample_bots
-RUN groupadd --system --gid 10001 bot \
-    && useradd --system --uid 10001 --gid bot --home-dir /app --shell /usr/sbin/nologin bot \
+RUN groupadd --gid 10001 bot \
+    && useradd --uid 10001 --gid bot --no-create-home --home-dir /app --shell /usr/sbin/nologin bot \
     && mkdir -p /data && chown bot:bot /data
 USER bot
 VOLUME ["/data"]

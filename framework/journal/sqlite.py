@@ -144,12 +144,15 @@ def unwritable(path: Path) -> str | None:
     JOURNAL_PATH /nonexistent-dir/deliveries.sqlite3: the directory /nonexistent-dir does not ...
     """
     directory = path.absolute().parent
-    if not directory.is_dir():
-        return (
-            f"JOURNAL_PATH {path}: the directory {directory} does not exist "
-            "(create it, mount a volume there, or set JOURNAL_PATH)"
-        )
-    target = path if path.exists() else directory
+    try:
+        if not directory.is_dir():
+            return (
+                f"JOURNAL_PATH {path}: the directory {directory} does not exist "
+                "(create it, mount a volume there, or set JOURNAL_PATH)"
+            )
+        target = path if path.exists() else directory
+    except PermissionError:  # not even allowed to look inside
+        target = directory
     if not os.access(target, os.W_OK):
         return (
             f"JOURNAL_PATH {path}: {target} is read-only or not writable by this user "
