@@ -4,6 +4,8 @@ scrape."""
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -162,3 +164,45 @@ def test_token_hits_and_mints_are_counted() -> None:
     assert m.child(m.token_hits, "process")._value.get() == hits + 1
     assert m.child(m.token_hits, "shared")._value.get() >= 1
     assert redact("counted-token-0000") == "[redacted]"
+
+
+def test_the_metrics_directory_is_emptied_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(metrics.MULTIPROCESS_ENV, raising=False)
+    (tmp_path / "counter_1234.db").write_bytes(b"stale samples of a process long gone")
+    (tmp_path / "keep.txt").write_text("not ours")
+    assert metrics.use_directory(tmp_path) == tmp_path
+    assert os.environ[metrics.MULTIPROCESS_ENV] == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    monkeypatch.delenv(metrics.MULTIPROCESS_ENV)
+
+
+async def test_a_failure_to_record_a_metric_fails_no_delivery(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from framework import App
+    from framework.testing import payloads, run_bot
+
+    def broken(name: str) -> object:
+        def record(*args: object) -> None:
+            raise FileNotFoundError("the metrics directory is gone")
+
+        record.__name__ = name
+        return record
+
+    for name in ("delivery_handled", "api_request", "delivery_received"):
+        monkeypatch.setattr(metrics, name, broken(name))
+    monkeypatch.setattr(hooks, "_troubles", set())
+    app = App(name="unmeasured")
+
+    @app.on("issues.opened")
+    async def label(ctx: object) -> None:
+        await ctx.github.post("/repos/octo-org/hello/issues/1/labels", json={"labels": ["x"]})  # type: ignore[attr-defined]
+
+    async with run_bot(app) as bot:
+        first = await bot.receive("issues", payloads.issues_opened(number=1))
+        second = await bot.receive("issues", payloads.issues_opened(number=2))
+    assert (first.status, second.status) == ("done", "done")
+    reported = [r.getMessage() for r in caplog.records if "could not record" in r.getMessage()]
+    assert len(reported) == 3  # once each, not once a delivery

@@ -31,6 +31,22 @@ deliveries_log = logging.getLogger("framework.deliveries")
 
 _LEVELS = {"done": logging.INFO, "retried": logging.WARNING, "dead": logging.ERROR}
 
+_troubles: set[str] = set()
+
+
+def _safely(record: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    """Record a metric or a span; a failure to is logged once and never fails the delivery
+    or the API call it was about (say, the metrics directory was removed under us)."""
+    try:
+        record(*args, **kwargs)
+    except Exception as exc:
+        name = getattr(record, "__name__", repr(record))
+        if name not in _troubles:
+            _troubles.add(name)
+            logging.getLogger("framework.observe").error(
+                "could not record %s (reported once): %s: %s", name, type(exc).__name__, exc
+            )
+
 
 def remember_secrets(settings: BaseModel) -> None:
     """Redact every secret setting from the logs from now on (a URL's password only)."""
@@ -76,16 +92,16 @@ def observe_deliveries(receiver: ASGI) -> ASGI:
         try:
             await receiver(scope, receive, sending)
         finally:
-            metrics.delivery_received(event, status)
+            _safely(metrics.delivery_received, event, status)
             if span is not None:
-                span.end(**{"http.response.status_code": status})
+                _safely(span.end, **{"http.response.status_code": status})
 
     return observed
 
 
 def journal_written(started_ns: int) -> None:
     """A delivery was just stored in the journal (a span, when tracing)."""
-    tracing.record("journal record", started_ns)
+    _safely(tracing.record, "journal record", started_ns)
 
 
 class Handling:
@@ -105,7 +121,7 @@ class Handling:
         seconds = time.perf_counter() - self._started
         outcome = "done" if not errors else "dead" if final else "retried"
         delivery = self._delivery
-        metrics.delivery_handled(delivery.name, outcome, seconds)
+        _safely(metrics.delivery_handled, delivery.name, outcome, seconds)
         repository = _repository(delivery)
         log = bind(
             deliveries_log,
@@ -126,7 +142,7 @@ class Handling:
             seconds * 1000,
         )
         if self._span is not None:
-            self._span.end(outcome=outcome, **{"github.repository": repository})
+            _safely(self._span.end, outcome=outcome, **{"github.repository": repository})
         return outcome
 
 
@@ -149,10 +165,11 @@ def api_called(method: str, path: str, response: httpx.Response | None, started_
     status = None if response is None else response.status_code
     seconds = (time.time_ns() - started_ns) / 1e9
     headers: Any = {} if response is None else response.headers
-    metrics.api_request(method, path, status, seconds, headers)
+    _safely(metrics.api_request, method, path, status, seconds, headers)
     if tracing.enabled():
         route = metrics.route_template(path)
-        tracing.record(
+        _safely(
+            tracing.record,
             f"{method} {route}",
             started_ns,
             **{"http.request.method": method, "url.template": route,
@@ -164,11 +181,11 @@ def token_obtained(token: str, *, minted: bool) -> None:
     """An installation token came from GitHub (``minted``) or another process's cache."""
     SECRETS.add(token, expires=True)
     if minted:
-        metrics.token_minted()
+        _safely(metrics.token_minted)
     else:
-        metrics.token_reused("shared")
+        _safely(metrics.token_reused, "shared")
 
 
 def token_reused() -> None:
     """A token from this process's cache was used."""
-    metrics.token_reused("process")
+    _safely(metrics.token_reused, "process")

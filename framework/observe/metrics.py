@@ -133,6 +133,7 @@ def use_directory(directory: str | Path | None) -> Path:
     import tempfile
 
     chosen = directory or os.environ.get(MULTIPROCESS_ENV)
+    # Not removed at exit: a handler process may outlive a receiver stopped at once.
     path = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="framework-metrics-"))
     path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):  # a previous run's samples, from processes long gone
