@@ -156,7 +156,10 @@ def test_the_image_serves_a_delivery_as_non_root_and_drains_on_sigterm(
         for family in text_string_to_metric_families(scraped.text)
         for s in family.samples
     }
-    key = ("framework_deliveries_received_total", (("event", "issues"), ("status", "202")))
+    key = (
+        "framework_deliveries_received_total",
+        (("event", "issues"), ("platform", "github"), ("status", "202")),
+    )
     assert samples[key] == 1
 
     health = c.podman("healthcheck", "run", c.name)

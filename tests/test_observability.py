@@ -49,6 +49,12 @@ def wait_for(base: str, name: str, expected: float, **labels: str) -> Samples:
         time.sleep(0.1)
 
 
+def wait_handled(base: str, outcome: str, count: int = 1) -> Samples:
+    """Wait until ``count`` issues deliveries were handled with ``outcome``; the samples."""
+    name = "framework_deliveries_handled_total"
+    return wait_for(base, name, count, platform="github", event="issues", outcome=outcome)
+
+
 def closed(number: int) -> dict[str, Any]:
     payload = issue_opened(number)
     payload["action"] = "closed"
@@ -84,8 +90,8 @@ def test_json_lines_for_a_handled_a_failed_and_a_refused_delivery(
         assert post(base, "issues", issue_opened(7), "d-handled") == 202
         assert post(base, "issues", closed(8), "d-failed") == 202
         assert post(base, "issues", issue_opened(9), "d-forged", secret="not-the-secret") == 401
-        wait_for(base, "framework_deliveries_handled_total", 1, event="issues", outcome="dead")
-        wait_for(base, "framework_deliveries_handled_total", 1, event="issues", outcome="done")
+        wait_handled(base, "dead")
+        wait_handled(base, "done")
     finally:
         output = stop(bot)
     entries = []
@@ -117,7 +123,7 @@ def test_the_pretty_default_gives_one_info_line_per_delivery(fake_url: str, tmp_
     bot, base = start_bot(BOT, fake_url, tmp_path)
     try:
         assert post(base, "issues", issue_opened(3), "d-pretty") == 202
-        wait_for(base, "framework_deliveries_handled_total", 1, event="issues", outcome="done")
+        wait_handled(base, "done")
     finally:
         output = stop(bot)
     [line] = [line for line in output.splitlines() if "delivery=d-pretty" in line]
@@ -136,7 +142,7 @@ def test_no_secret_token_or_key_reaches_the_logs_at_debug(
     try:
         assert post(base, "issues", issue_opened(5), "d-leak") == 202
         assert post(base, "issues", issue_opened(6), "d-forged", secret="forged") == 401
-        wait_for(base, "framework_deliveries_handled_total", 1, event="issues", outcome="dead")
+        wait_handled(base, "dead")
     finally:
         output = stop(bot)
     tokens = [mint.token for mint in fake.mints]
@@ -169,23 +175,26 @@ def test_metrics_count_every_delivery_across_the_handler_processes(
         evil = issue_opened(8)
         evil["action"] = "label-from-payload-7f3a"
         assert post(base, "x-label-from-header-9c2d", evil, "d-evil") == 202
-        samples = wait_for(base, "framework_deliveries_handled_total", 5, event="issues",
-                           outcome="done")  # fmt: skip
-        samples = wait_for(base, "framework_deliveries_handled_total", 1, event="issues",
-                           outcome="dead")  # fmt: skip
+        wait_handled(base, "done", 5)
+        samples = wait_handled(base, "dead")
         text = httpx.get(base + "/metrics").text
     finally:
         stop(bot)
     received = "framework_deliveries_received_total"
-    assert value(samples, received, event="issues", status="202") == 6
-    assert value(samples, received, event="issues", status="401") == 1
-    assert value(samples, received, event="issues", status="200") == 1
-    assert value(samples, received, event="other", status="202") == 1
+    assert value(samples, received, platform="github", event="issues", status="202") == 6
+    assert value(samples, received, platform="github", event="issues", status="401") == 1
+    assert value(samples, received, platform="github", event="issues", status="200") == 1
+    assert value(samples, received, platform="github", event="other", status="202") == 1
     handled = "framework_deliveries_handled_total"
-    assert value(samples, handled, event="issues", outcome="done") == 5
-    assert value(samples, handled, event="issues", outcome="dead") == 1
-    assert value(samples, handled, event="issues", outcome="retried") == 0
-    assert value(samples, "framework_handler_duration_seconds_count", event="issues") == 6
+    assert value(samples, handled, platform="github", event="issues", outcome="done") == 5
+    assert value(samples, handled, platform="github", event="issues", outcome="dead") == 1
+    assert value(samples, handled, platform="github", event="issues", outcome="retried") == 0
+    assert (
+        value(
+            samples, "framework_handler_duration_seconds_count", platform="github", event="issues"
+        )
+        == 6
+    )
     # Received is counted in the receiver, handled in the handler processes: one scrape sees
     # both. Each handler process mints its own token (no Redis to share it through).
     assert value(samples, "framework_installation_token_mints_total") in (1, 2)

@@ -11,10 +11,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from framework import App, Context
-from framework.events import IssuesOpened
 from framework.observe import tracing
 from framework.testing import payloads, run_bot
+from sample_bots.labeler import app as labeler
 
 
 @pytest.fixture
@@ -28,23 +27,10 @@ def exporter(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
     return exporter
 
 
-def labeler() -> App:
-    app = App(name="traced")
-
-    @app.on("issues.opened")
-    async def label(ctx: Context[IssuesOpened]) -> None:
-        await ctx.github.post(
-            f"/repos/{ctx.repo_full_name}/issues/{ctx.event.issue.number}/labels",
-            json={"labels": ["traced"]},
-        )
-
-    return app
-
-
 async def test_one_trace_per_delivery_from_receipt_to_each_api_call(
     exporter: InMemorySpanExporter,
 ) -> None:
-    async with run_bot(labeler()) as bot:
+    async with run_bot(labeler) as bot:
         result = await bot.receive("issues", payloads.issues_opened(number=4), delivery_id="d-t")
         assert result.status == "done", result.errors
         await bot.app.wait_idle()

@@ -62,9 +62,13 @@ def remember_secrets(settings: BaseModel) -> None:
         SECRETS.add(secret)
 
 
-def observe_deliveries(receiver: ASGI) -> ASGI:
-    """The webhook endpoint, counting each answer by event and status and (when tracing)
-    starting each delivery's trace, whose ``traceparent`` the journal then stores."""
+_EVENT_HEADERS = (b"x-github-event", b"x-atomgit-event", b"x-gitcode-event", b"x-coding-event")
+"""Where the platforms that name the event in a header put it (TAPD names it in the body)."""
+
+
+def observe_deliveries(receiver: ASGI, *, platform: str = "github") -> ASGI:
+    """A platform's webhook endpoint, counting each answer by event and status and (when
+    tracing) starting each delivery's trace, whose ``traceparent`` the journal then stores."""
 
     async def observed(
         scope: Scope,
@@ -74,7 +78,7 @@ def observe_deliveries(receiver: ASGI) -> ASGI:
         status = 500
         event = None
         for key, value in scope["headers"]:
-            if key == b"x-github-event":
+            if key in _EVENT_HEADERS:
                 event = value.decode("latin-1")
                 break
 
@@ -92,7 +96,7 @@ def observe_deliveries(receiver: ASGI) -> ASGI:
         try:
             await receiver(scope, receive, sending)
         finally:
-            _safely(metrics.delivery_received, event, status)
+            _safely(metrics.delivery_received, platform, event, status)
             if span is not None:
                 _safely(span.end, **{"http.response.status_code": status})
 
@@ -121,7 +125,7 @@ class Handling:
         seconds = time.perf_counter() - self._started
         outcome = "done" if not errors else "dead" if final else "retried"
         delivery = self._delivery
-        _safely(metrics.delivery_handled, delivery.name, outcome, seconds)
+        _safely(metrics.delivery_handled, delivery.platform, delivery.name, outcome, seconds)
         repository = _repository(delivery)
         log = bind(
             deliveries_log,
