@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -18,6 +19,8 @@ from starlette.responses import JSONResponse, Response
 from framework.errors import Unavailable
 from framework.journal import Counts
 from framework.observe import metrics
+
+logger = logging.getLogger("framework.server.metrics")
 
 
 def is_loopback(host: str | None) -> bool:
@@ -73,4 +76,9 @@ class MetricsEndpoint:
             counts: Counts | None = await self._counts()
         except Unavailable:  # the journal's gauges are left out; /readyz says why
             counts = None
-        return Response(metrics.render(counts), media_type=metrics.CONTENT_TYPE)
+        try:
+            text = metrics.render(counts)
+        except Exception:
+            logger.exception("could not render the metrics")
+            return JSONResponse({"error": "the metrics could not be read"}, status_code=500)
+        return Response(text, media_type=metrics.CONTENT_TYPE)
