@@ -79,3 +79,18 @@ def test_off_when_the_extra_is_not_installed(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(builtins, "__import__", without_opentelemetry)
     assert tracing.enabled() is False
     assert tracing.handling("d-1", "issues", "opened", {}) is None
+
+
+def test_on_with_an_endpoint_and_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry import trace
+
+    monkeypatch.setattr(tracing, "_tracer", None)
+    monkeypatch.setattr(tracing, "_checked", False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # never reached
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "labeler-under-test")
+    installed: list[object] = []
+    monkeypatch.setattr(trace, "set_tracer_provider", installed.append)
+    assert tracing.enabled() is True
+    [provider] = installed
+    assert provider.resource.attributes["service.name"] == "labeler-under-test"  # type: ignore[attr-defined]
+    provider.shutdown()  # type: ignore[attr-defined]
