@@ -29,6 +29,7 @@ ENV PATH=/opt/bot/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=3000 \
     JOURNAL_PATH=/data/deliveries.sqlite3 \
+    ENVIRONMENT=production \
     BOT=sample_bots/labeler.py
 COPY --from=build /opt/bot /opt/bot
 WORKDIR /app

@@ -578,6 +578,7 @@ class App(TypedOn):
                     self._receiver_load(),
                     id_headers=PLATFORMS[name].id_headers,
                 ),
+                platform=name,
             )
             for name, path in self.webhook_paths().items()
             # No app yet: GitHub's deliveries get 503 until the setup page registers it.

@@ -243,5 +243,11 @@ def test_the_dockerfile_declares_what_operators_rely_on() -> None:
     assert text.count("FROM ${BASE_IMAGE}") == 2  # built in one stage, run in a slim other
     assert "\nUSER bot\n" in text and 'VOLUME ["/data"]' in text
     assert "HEALTHCHECK" in text and "/healthz" in text
-    for setting in ("HOST=0.0.0.0", "PORT=3000", "PYTHONUNBUFFERED=1", "BOT="):
+    for setting in (
+        "HOST=0.0.0.0",
+        "PORT=3000",
+        "PYTHONUNBUFFERED=1",
+        "BOT=",
+        "ENVIRONMENT=production",
+    ):
         assert setting in text

@@ -121,26 +121,29 @@ def test_events_are_bounded_labels() -> None:
     assert metrics.event_label("x" * 1000) == "other"
 
 
+LOCAL = {"host": "localhost:3000"}
+
+
 @pytest.mark.parametrize(
-    ("token", "authorization", "client", "served"),
+    ("token", "headers", "client", "served"),
     [
-        (None, None, "10.1.2.3", True),  # no token: open (publish the port privately)
-        (None, "Bearer anything", "10.1.2.3", True),
-        ("tok", "Bearer tok", "10.1.2.3", True),
-        ("tok", "bearer tok", "10.1.2.3", True),
-        ("tok", None, "10.1.2.3", False),  # off loopback: the token is required
-        ("tok", "Bearer wrong", "10.1.2.3", False),
-        ("tok", "Bearer wrong", "127.0.0.1", False),  # a wrong token is wrong anywhere
-        ("tok", "Basic tok", "10.1.2.3", False),
-        ("tok", None, "127.0.0.1", True),  # loopback without one: a sidecar, curl in the box
-        ("tok", None, "::1", True),
-        ("tok", None, None, False),
-        ("tok", None, "testclient", False),
+        (None, {}, "10.1.2.3", True),  # no token: open (publish the port privately)
+        (None, {"authorization": "Bearer anything"}, "10.1.2.3", True),
+        ("tok", {"authorization": "Bearer tok"}, "10.1.2.3", True),
+        ("tok", {"authorization": "bearer tok"}, "10.1.2.3", True),
+        ("tok", {}, "10.1.2.3", False),  # off loopback: the token is required
+        ("tok", {"authorization": "Bearer wrong"}, "10.1.2.3", False),
+        ("tok", {"authorization": "Bearer wrong", **LOCAL}, "127.0.0.1", False),  # wrong anywhere
+        ("tok", {"authorization": "Basic tok"}, "10.1.2.3", False),
+        ("tok", LOCAL, "127.0.0.1", True),  # loopback without one: a sidecar, curl in the box
+        ("tok", {"host": "[::1]:3000"}, "::1", True),
+        ("tok", {**LOCAL, "x-forwarded-for": "1.2.3.4"}, "127.0.0.1", False),  # via a proxy
+        ("tok", {}, None, False),
     ],
 )
-def test_who_may_scrape(token: str | None, authorization: str | None, client: str | None,
+def test_who_may_scrape(token: str | None, headers: dict[str, str], client: str | None,
                         served: bool) -> None:  # fmt: skip
-    assert allowed(token, authorization, client) is served
+    assert allowed(token, headers, client) is served
 
 
 def test_the_journal_gauges_in_the_exposition() -> None:

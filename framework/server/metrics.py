@@ -2,16 +2,15 @@
 
 With a token set, a request that sends ``Authorization: Bearer TOKEN`` is served; one that
 sends another token is refused (401) wherever it comes from; one that sends none is served
-from loopback only (a sidecar, ``curl`` inside the container) and refused from anywhere else.
+from loopback only (a sidecar, ``curl`` inside the container; not through a proxy, see
+:func:`~framework.server.access.is_local_request`) and refused from anywhere else.
 Without a token, everyone is served: publish the port to a private network only.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,41 +18,27 @@ from starlette.responses import JSONResponse, Response
 from framework.errors import Unavailable
 from framework.journal import Counts
 from framework.observe import metrics
+from framework.server.access import bearer_matches, is_local_request
 
 logger = logging.getLogger("framework.server.metrics")
 
 
-def is_loopback(host: str | None) -> bool:
-    """Whether a client address is this machine's own.
+def allowed(token: str | None, headers: Mapping[str, str], client: str | None) -> bool:
+    """Whether a scrape may read the metrics (the rules above); ``headers`` lower-case.
 
-    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("10.0.0.2"), is_loopback(None)
-    (True, True, False, False)
-    """
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def allowed(token: str | None, authorization: str | None, client: str | None) -> bool:
-    """Whether a scrape may read the metrics (the rules above).
-
-    >>> allowed(None, None, "10.0.0.2"), allowed("tok3n", "Bearer tok3n", "10.0.0.2")
+    >>> allowed(None, {}, "10.0.0.2"), allowed("t0k", {"authorization": "Bearer t0k"}, "10.0.0.2")
     (True, True)
-    >>> allowed("tok3n", None, "10.0.0.2"), allowed("tok3n", "Bearer wrong", "127.0.0.1")
+    >>> allowed("tok3n", {}, "10.0.0.2"), allowed("tok3n", {"authorization": "Bearer no"}, "::1")
     (False, False)
-    >>> allowed("tok3n", None, "127.0.0.1")
+    >>> allowed("tok3n", {"host": "localhost:3000"}, "127.0.0.1")
     True
     """
     if not token:
         return True
+    authorization = headers.get("authorization")
     if authorization is None:
-        return is_loopback(client)
-    scheme, _, given = authorization.partition(" ")
-    matches = hmac.compare_digest(given.strip().encode(), token.encode())
-    return scheme.lower() == "bearer" and matches
+        return is_local_request(client, headers)
+    return bearer_matches(authorization, token)
 
 
 class MetricsEndpoint:
@@ -66,7 +51,7 @@ class MetricsEndpoint:
     async def serve(self, request: Request) -> Response:
         """The metrics, or 401."""
         client = request.client.host if request.client else None
-        if not allowed(self._token, request.headers.get("authorization"), client):
+        if not allowed(self._token, request.headers, client):
             return JSONResponse(
                 {"error": "send the metrics token: Authorization: Bearer METRICS_TOKEN"},
                 status_code=401,
