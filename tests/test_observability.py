@@ -103,6 +103,7 @@ def test_json_lines_for_a_handled_a_failed_and_a_refused_delivery(
     [done] = [e for e in entries if e.get("delivery_id") == "d-handled" and "outcome" in e]
     assert done["level"] == "info" and done["logger"] == "framework.deliveries"
     assert (done["event"], done["action"], done["installation"]) == ("issues", "opened", 4242)
+    assert done["platform"] == "github"
     assert done["repository"] == "Codertocat/Hello-World" and done["outcome"] == "done"
     assert isinstance(done["duration_ms"], float) and done["duration_ms"] >= 0
     assert done["time"].endswith("Z")

@@ -130,6 +130,7 @@ class Handling:
         log = bind(
             deliveries_log,
             delivery=delivery.id,
+            platform=delivery.platform,
             event=delivery.name,
             action=delivery.action,
             installation=delivery.installation_id,
