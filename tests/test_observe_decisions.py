@@ -209,3 +209,28 @@ async def test_a_failure_to_record_a_metric_fails_no_delivery(
     assert (first.status, second.status) == ("done", "done")
     reported = [r.getMessage() for r in caplog.records if "could not record" in r.getMessage()]
     assert len(reported) == 3  # once each, not once a delivery
+
+
+def test_a_scrape_adds_up_the_processes_and_passes_over_a_file_being_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    count = (
+        "from framework.observe import metrics; metrics.delivery_received('github', 'push', 202)"
+    )
+    for _ in range(2):  # two processes, as a receiver and its handler process
+        subprocess.run([sys.executable, "-c", count], check=True,
+                       env={**os.environ, metrics.MULTIPROCESS_ENV: str(tmp_path)})  # fmt: skip
+    (tmp_path / "counter_424242.db").touch()  # a process caught creating its file
+    monkeypatch.setenv(metrics.MULTIPROCESS_ENV, str(tmp_path))
+    text = metrics.render(None).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    key = (("event", "push"), ("platform", "github"), ("status", "202"))
+    assert samples[("framework_deliveries_received_total", key)] == 2
+    assert ("process_cpu_seconds_total", ()) in samples

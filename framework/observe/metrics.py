@@ -285,6 +285,33 @@ class _JournalCollector:
         )
 
 
+class _ProcessFiles:
+    """Every process's samples, from the files in the metrics directory.
+
+    prometheus-client's own collector reads every file it finds, and fails the whole scrape
+    on one that a process is creating at that moment (empty for an instant before its header
+    is written); such a file holds no sample yet, so it is passed over.
+    """
+
+    HEADER_BYTES = 8
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = []
+        for path in self.directory.glob("*.db"):
+            try:
+                if path.stat().st_size >= self.HEADER_BYTES:
+                    files.append(str(path))
+            except FileNotFoundError:
+                continue
+        merged: Iterable[Any] = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
+
+
 def render(counts: Counts | None, now: Callable[[], float] | None = None) -> bytes:
     """Every metric in Prometheus's text format: this process's (or, in multiprocess mode,
     every process's), the receiver's process metrics, and the journal's ``counts``."""
@@ -296,10 +323,8 @@ def render(counts: Counts | None, now: Callable[[], float] | None = None) -> byt
     registry: Any = REGISTRY
     directory = multiprocess_directory()
     if directory:
-        from prometheus_client import multiprocess
-
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        registry.register(_ProcessFiles(directory))
         ProcessCollector(registry=registry)
     text = generate_latest(registry)
     if counts is not None:
