@@ -24,6 +24,7 @@ from framework.journal import Counts, Journal
 
 logger = logging.getLogger("framework.server.health")
 
+
 class _Damaged(Unavailable):
     """The journal found damage in its storage (``JournalDamaged`` says how to salvage)."""
 
