@@ -134,8 +134,8 @@ def test_receive_exits_non_zero_when_a_handler_fails(
     result = cli("receive", "-e", "issues", "-p", str(payload), LABELER, env=env, cwd=tmp_path)
     assert result.returncode == 1
     logged = [json.loads(line) for line in result.stderr.splitlines()]
-    [entry] = [e for e in logged if "failed" in e["msg"] and "handler" in e]
-    assert any(e["msg"] == "issues.opened: 1 handler(s) ran, 1 failed" for e in logged)
+    [entry] = [e for e in logged if "failed" in e["message"] and "handler" in e]
+    assert any(e["message"] == "issues.opened: 1 handler(s) ran, 1 failed" for e in logged)
     assert entry["level"] == "error" and entry["handler"] == "needs_response"
     assert "access_tokens -> 404" in entry["error"]
     assert PEM.splitlines()[1] not in result.stderr
