@@ -41,7 +41,7 @@ from framework.dispatch.runner import Runner
 from framework.dispatch.typed_on import TypedOn
 from framework.errors import ConfigurationError, NoInstallation, Unavailable
 from framework.journal import Journal
-from framework.observe import hooks
+from framework.observe import hooks, metrics
 from framework.platforms import ALL_EVENTS, PLATFORMS
 from framework.platforms.connections import AppConnection, Connection, connect
 from framework.platforms.github import revokes_tokens
@@ -79,6 +79,7 @@ class App(TypedOn):
         self.home: Path | None = None
         """The bot's folder (set by the loader): the setup page reads ``app.yml`` there."""
         self.router = Router(known_events=ALL_EVENTS)
+        metrics.know_events(ALL_EVENTS)  # labels carry these event names, others as "other"
         self._settings = settings
         self._runner: Runner | None = None
         self._dispatcher: Dispatcher | None = None

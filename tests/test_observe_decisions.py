@@ -116,7 +116,11 @@ def test_route_templates(path: str, route: str) -> None:
 
 
 def test_events_are_bounded_labels() -> None:
+    from framework.platforms import ALL_EVENTS
+
+    metrics.know_events(ALL_EVENTS)  # as every App does
     assert metrics.event_label("pull_request") == "pull_request"
+    assert metrics.event_label("story") == "story"  # TAPD's
     assert metrics.event_label("pull_request.opened") == "other"  # an action is never a label
     assert metrics.event_label("x" * 1000) == "other"
 
@@ -218,7 +222,8 @@ def test_a_scrape_adds_up_the_processes_and_passes_over_a_file_being_created(
     import sys
 
     count = (
-        "from framework.observe import metrics; metrics.delivery_received('github', 'push', 202)"
+        "from framework.observe import metrics; metrics.know_events(['push']); "
+        "metrics.delivery_received('github', 'push', 202)"
     )
     for _ in range(2):  # two processes, as a receiver and its handler process
         subprocess.run([sys.executable, "-c", count], check=True,

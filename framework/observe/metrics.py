@@ -110,17 +110,26 @@ def route_template(path: str) -> str:
     return "/" + "/".join(out)
 
 
-def event_label(name: str | None) -> str:
-    """An event name as a label: the platforms' events as they are, anything else ``other``.
+KNOWN_EVENTS: set[str] = set()
+"""The event names a label may carry; the App adds every platform's (:func:`know_events`)."""
 
+
+def know_events(names: Iterable[str]) -> None:
+    """Let these event names be labels (the App gives its platforms' events)."""
+    KNOWN_EVENTS.update(names)
+
+
+def event_label(name: str | None) -> str:
+    """An event name as a label: a known event as it is, anything else ``other``, so a label's
+    values stay bounded whatever a sender writes.
+
+    >>> know_events(["issues"])
     >>> event_label("issues"), event_label("x-not-an-event"), event_label(None)
     ('issues', 'other', 'none')
     """
-    from framework.platforms import ALL_EVENTS
-
     if not name:
         return "none"
-    return name if name in ALL_EVENTS else "other"
+    return name if name in KNOWN_EVENTS else "other"
 
 
 def use_directory(directory: str | Path | None) -> Path:

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, TypeVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from framework.common.encoding import compact_json
-from framework.observe.throttle import Throttle, held_note
+from framework.common.throttle import Throttle, held_note
 
 logger = logging.getLogger("framework.server.guard")
 

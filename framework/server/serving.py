@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from framework.observe.throttle import ThrottleFilter
+from framework.common.throttle import ThrottleFilter
 from framework.server.guard import ServerLimits, default_max_connections, guarded_protocol
 from framework.settings import Settings
 

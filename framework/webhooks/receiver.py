@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from framework.common.encoding import compact_json
+from framework.common.throttle import Throttle
 from framework.errors import PayloadTooLarge, WebhookError
-from framework.observe.throttle import Throttle
 from framework.webhooks.delivery import Delivery
 from framework.webhooks.load import ReceiverLoad
 
