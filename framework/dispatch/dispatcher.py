@@ -5,6 +5,11 @@ handler's exception is logged with the delivery id and stops no other handler. A
 (non-async) handler runs in a worker thread. On the delivery's last attempt, the ``on_error``
 handlers see each error.
 
+Exactly once per handler, as far as the journal can tell: of a delivery with several
+handlers, each one that finishes is recorded (``done``), and a retry, a recovery after a
+crash or a redelivery runs only those not recorded (``delivery.handlers_done``). A delivery
+with one failing handler and one that posted a comment does not comment twice.
+
 >>> dispatcher = Dispatcher(app.router, app, name="bot")  # doctest: +SKIP
 >>> errors = await dispatcher.run(delivery)  # doctest: +SKIP
 """
@@ -14,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from framework.context import Clients, Context
 from framework.dispatch.routing import Handler, Router
@@ -24,6 +29,20 @@ from framework.webhooks.delivery import Delivery
 
 EXPECTED_FAILURES = (NetworkError, ServerError, RateLimited)
 """Failures of the world, not of the handler's code: logged in one line (traceback at DEBUG)."""
+
+HandlerDone = Callable[[str], Awaitable[None]]
+"""Records that the handler named (:attr:`~framework.dispatch.routing.Handler.key`) finished."""
+
+
+def still_to_run(handlers: Sequence[Handler], done: frozenset[str]) -> list[Handler]:
+    """The handlers a delivery still needs: those not recorded as finished in an earlier run.
+
+    >>> from framework.dispatch.routing import Handler
+    >>> a, b = Handler(print, False, "m:a"), Handler(print, False, "m:b")
+    >>> [h.key for h in still_to_run([a, b], frozenset({"m:a"}))]
+    ['m:b']
+    """
+    return [handler for handler in handlers if handler.key not in done]
 
 
 class Dispatcher:
@@ -47,16 +66,25 @@ class Dispatcher:
         self.before = before
         self._logger = logging.getLogger(name)
 
-    async def run(self, delivery: Delivery, *, report: bool = True) -> list[BaseException]:
+    async def run(
+        self, delivery: Delivery, *, report: bool = True, done: HandlerDone | None = None
+    ) -> list[BaseException]:
         """Run the delivery's handlers now and wait for them; return the errors they raised.
 
         With ``report``, the ``on_error`` handlers see each error (the delivery's last attempt).
+        Handlers in ``delivery.handlers_done`` are skipped; with ``done``, each handler that
+        finishes is recorded by it, if the delivery has others (one alone is recorded by the
+        delivery's own outcome).
         """
         if self.before is not None:
             await self.before(delivery)
-        handlers = self.router.match(delivery.name, delivery.action, delivery.platform)
+        matched = self.router.match(delivery.name, delivery.action, delivery.platform)
+        handlers = (
+            still_to_run(matched, delivery.handlers_done) if delivery.handlers_done else matched
+        )
         if not handlers:
             return []
+        record = done if len(matched) > 1 else None
         log = bind(
             self._logger,
             delivery=delivery.id,
@@ -66,10 +94,10 @@ class Dispatcher:
         )
         ctx: Context = Context(self.clients, delivery, log)
         if len(handlers) == 1:
-            error = await self._call(handlers[0], ctx)
+            error = await self._call(handlers[0], ctx, record)
             errors = [error] if error is not None else []
         else:
-            results = await asyncio.gather(*(self._call(h, ctx) for h in handlers))
+            results = await asyncio.gather(*(self._call(h, ctx, record) for h in handlers))
             errors = [e for e in results if e is not None]
         if report:
             for error in errors:
@@ -83,7 +111,15 @@ class Dispatcher:
             )
         return errors
 
-    async def _call(self, handler: Handler, ctx: Context) -> BaseException | None:
+    async def _call(
+        self, handler: Handler, ctx: Context, done: HandlerDone | None = None
+    ) -> BaseException | None:
+        error = await self._run_handler(handler, ctx)
+        if error is None and done is not None:
+            await done(handler.key)  # before the delivery's outcome: a retry skips it
+        return error
+
+    async def _run_handler(self, handler: Handler, ctx: Context) -> BaseException | None:
         try:
             if handler.is_async:
                 await handler.fn(ctx)

@@ -70,21 +70,40 @@ class Handler:
 
     fn: Callable[..., Any]
     is_async: bool
+    key: str = ""
+    """The handler's name in the journal (:func:`handler_key`), the same in every process."""
 
     @classmethod
-    def of(cls, fn: Callable[..., Any]) -> Handler:
+    def of(cls, fn: Callable[..., Any], key: str = "") -> Handler:
         """Wrap ``fn``, noting whether it is a coroutine function (else it runs in a thread)."""
         if not callable(fn):
             raise TypeError(f"a handler must be callable, not {type(fn).__name__}")
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
         )
-        return cls(fn, is_async)
+        return cls(fn, is_async, key or handler_key(fn))
 
     @property
     def name(self) -> str:
         """The function's qualified name, for logs."""
         return str(getattr(self.fn, "__qualname__", repr(self.fn)))
+
+
+def handler_key(fn: Callable[..., Any], equals_before: int = 0) -> str:
+    """A handler's name, stable across processes and restarts: its module and qualified name,
+    and, for the second and later of equal names in one bot, its place among them.
+
+    The journal records which handlers of a delivery finished under this name, so that a
+    retry reruns only the others.
+
+    >>> def label(ctx): ...
+    >>> handler_key(label), handler_key(label, equals_before=1)
+    ('framework.dispatch.routing:label', 'framework.dispatch.routing:label#2')
+    """
+    module = getattr(fn, "__module__", None) or "?"
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    base = f"{module}:{name}"
+    return base if equals_before == 0 else f"{base}#{equals_before + 1}"
 
 
 class Router:
@@ -94,6 +113,7 @@ class Router:
         self._known = known_events
         self._by_key: dict[str, list[tuple[Handler, str | None]]] = {}
         self._matches: dict[tuple[str, str | None, str], tuple[Handler, ...]] = {}
+        self._keys: dict[int, str] = {}  # by id(fn): a function added twice keeps its key
         self.error_handlers: list[Handler] = []
 
     def add(
@@ -107,10 +127,18 @@ class Router:
         for key in key_list:
             if key != ANY and self._known is not None:
                 check_event_key(key, self._known)
-        handler = Handler.of(fn)
+        handler = Handler.of(fn, self._key_of(fn))
         for key in key_list:
             self._by_key.setdefault(key, []).append((handler, platform))
         self._matches.clear()
+
+    def _key_of(self, fn: Callable[..., Any]) -> str:
+        key = self._keys.get(id(fn))
+        if key is None:
+            base = handler_key(fn)
+            equals = sum(1 for k in self._keys.values() if k.partition("#")[0] == base)
+            key = self._keys[id(fn)] = handler_key(fn, equals)
+        return key
 
     def match(self, name: str, action: str | None, platform: str = "github") -> tuple[Handler, ...]:
         """Handlers for this event from ``platform``, each once, in registration order within

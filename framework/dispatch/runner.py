@@ -8,9 +8,11 @@ the delivery id and stops no other handler.
 A delivery whose handlers raised runs again later, after an exponential backoff with jitter
 (or as long as GitHub asked, for a rate limit), up to ``RETRY_MAX_ATTEMPTS`` runs; then it is
 kept in the journal as failed (a dead letter) and the ``on_error`` handlers see its errors.
-Retries, recovery after a crash and a redelivery of a failed delivery make this
-*at-least-once*: a handler whose side effects must happen once uses ``ctx.delivery_id`` as
-their idempotency key.
+Of a delivery with several handlers, each one that finishes is recorded in the journal as it
+finishes, and a retry, a recovery after a crash or a redelivery of a failed delivery runs only
+the handlers not recorded: one handler's failure does not repeat another's comment. A handler
+still runs *at least once*: one killed between its side effect and that record runs again, so
+a handler whose side effects must happen once uses ``ctx.delivery_id`` as their idempotency key.
 
 Acknowledgements come first. Handlers may share the event loop with the receiver, and a
 handler's API call costs more CPU than a whole acknowledgement; so while requests are being
@@ -28,6 +30,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from framework.dispatch.retry import RetryPolicy, describe
@@ -40,7 +43,8 @@ if TYPE_CHECKING:
     from framework.journal import Journal
 
 RunHandlers = Callable[..., Awaitable[list[BaseException]]]
-"""``run(delivery, report=...)``: run a delivery's handlers, return their errors
+"""``run(delivery, report=..., done=...)``: run a delivery's handlers, recording each that
+finishes with ``done``; return their errors
 (:meth:`framework.dispatch.dispatcher.Dispatcher.run`)."""
 
 
@@ -168,7 +172,9 @@ class Runner:
             watch = hooks.handling(delivery)  # the delivery's log line, metrics and span
             try:
                 final = delivery.attempt >= self.retry.max_attempts
-                errors = await self.run(delivery, report=final)
+                errors = await self.run(
+                    delivery, report=final, done=partial(self._handler_done, journal, delivery.id)
+                )
             finally:
                 self._starting -= 1
             watch.finished(errors, final)
@@ -182,6 +188,17 @@ class Runner:
             self._slot_free.set()
             if self._finishing:
                 self._wakeup.set()  # look for more, or notice that all is done
+
+    async def _handler_done(self, journal: Journal, delivery_id: str, handler: str) -> None:
+        try:
+            await journal.handler_done(delivery_id, handler)
+        except Unavailable as exc:  # a retry runs the handler again: at least once still holds
+            logger.error(
+                "delivery %s: handler %s finished, but that could not be stored (%s)",
+                delivery_id,
+                handler,
+                exc,
+            )
 
     async def _record_outcome(
         self, journal: Journal, delivery: Delivery, errors: list[BaseException], final: bool

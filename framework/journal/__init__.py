@@ -10,6 +10,10 @@ The journal is what makes a delivery run once and never get lost:
   deliveries to the living: at-least-once.
 - :meth:`Journal.complete`, :meth:`Journal.retry` (later, after a backoff) and
   :meth:`Journal.fail` (a dead letter, with its error) close a claim.
+- :meth:`Journal.handler_done` records each handler of a delivery that finished; a claim
+  hands them over (``Delivery.handlers_done``), so a later run skips them. A replay of a
+  done delivery (:meth:`Journal.requeue`) runs them all again; a redelivered or replayed
+  failed one runs only those that had not finished.
 
 Implementations: :class:`~framework.journal.sqlite.SQLiteJournal` (a file beside the bot,
 the default) and :class:`~framework.journal.redis.RedisJournal` (``REDIS_URL``, for several
@@ -122,6 +126,10 @@ class Journal(Protocol):
 
     async def fail(self, delivery_id: str, consumer: str, error: str) -> bool:
         """Give up on the delivery: it stays as a dead letter with its error."""
+        ...
+
+    async def handler_done(self, delivery_id: str, handler: str) -> None:
+        """One of the delivery's handlers (named by its key) finished: no later run repeats it."""
         ...
 
     async def requeue_expired(self) -> list[str]:

@@ -2,7 +2,8 @@
 
 Work is handed out through a Redis Stream and its consumer group: a delivery accepted by one
 replica can run on another. Each delivery also has a hash (its state and headers), a string
-(its body, kept out of the scripts) and a list (its attempts). A claim carries a lease; the
+(its body, kept out of the scripts), a list (its attempts) and a set (its handlers that
+finished, once one has). A claim carries a lease; the
 deliveries of a consumer that stops renewing it (the replica died) go back on the stream for
 the living. Every check-and-set is a Lua script, so two replicas never both finish or both
 claim one delivery.
@@ -106,6 +107,8 @@ for _, item in ipairs(read[1][2]) do
     local row = redis.call('HMGET', key, 'name', 'action', 'installation_id', 'headers',
                            'received_at', 'attempts_before')
     row[6] = attempts - tonumber(row[6] or '0')
+    row[7] = {}  -- the handlers that finished in an earlier run
+    if attempts > 1 then row[7] = redis.call('SMEMBERS', ARGV[6] .. 'h:' .. id) end
     table.insert(row, 1, id)
     table.insert(claimed, row)
   end
@@ -183,10 +186,17 @@ return expired
 """
 
 
-# KEYS: hash, stream, finished, failed; ARGV: id
+# KEYS: hash, handlers done; ARGV: handler
+_HANDLER_DONE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('SADD', KEYS[2], ARGV[1]) end
+return 0
+"""
+
+# KEYS: hash, stream, finished, failed, handlers done; ARGV: id
 _REQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'done' and status ~= 'failed' then return 0 end
+if status == 'done' then redis.call('DEL', KEYS[5]) end  -- a replay runs every handler
 redis.call('HSET', KEYS[1], 'status', 'pending', 'not_before', '0',
            'attempts_before', redis.call('HGET', KEYS[1], 'attempts'))
 redis.call('HDEL', KEYS[1], 'finished_at')
@@ -246,6 +256,7 @@ class RedisJournal(ClaimFinisher):
                 ("finish", _FINISH),
                 ("requeue_expired", _REQUEUE_EXPIRED),
                 ("requeue", _REQUEUE),
+                ("handler_done", _HANDLER_DONE),
             )
         }
 
@@ -287,6 +298,9 @@ class RedisJournal(ClaimFinisher):
 
     def _attempts(self, delivery_id: str) -> str:
         return f"{self._prefix}a:{delivery_id}"
+
+    def _handlers_done(self, delivery_id: str) -> str:
+        return f"{self._prefix}h:{delivery_id}"
 
     async def record(self, delivery: Delivery) -> bool:
         """Store a delivery; True if it is new (or failed before and is redelivered).
@@ -341,7 +355,7 @@ class RedisJournal(ClaimFinisher):
         bodies = await self._raw.mget([self._body(row[0].decode()) for row in rows])
         claimed = []
         for row, body in zip(rows, bodies, strict=True):
-            delivery_id, name, action, installation, headers, received_at, attempt = row
+            delivery_id, name, action, installation, headers, received_at, attempt, done = row
             if body is None:  # only if someone deleted the key by hand: no retry brings it back
                 key = self._body(delivery_id.decode())
                 error = f"the delivery cannot run: its body is missing from Redis ({key})"
@@ -358,9 +372,15 @@ class RedisJournal(ClaimFinisher):
                     json.loads(headers),
                     float(received_at),
                     int(attempt),
+                    frozenset(handler.decode() for handler in done),
                 )
             )
         return claimed
+
+    async def handler_done(self, delivery_id: str, handler: str) -> None:
+        """Record that ``handler`` finished its run of the delivery."""
+        keys = [self._hash(delivery_id), self._handlers_done(delivery_id)]
+        await self._guard(self._scripts["handler_done"](keys=keys, args=[handler]))
 
     async def renew(self, consumer: str, delivery_ids: list[str], lease: float) -> None:
         """Extend the leases ``consumer`` holds on these deliveries."""
@@ -401,8 +421,10 @@ class RedisJournal(ClaimFinisher):
         return [i.decode() for i in ids]
 
     async def requeue(self, delivery_id: str) -> bool:
-        """A done or failed delivery goes back on the stream, due now."""
-        keys = [self._hash(delivery_id), self._stream, self._finished, self._failed]
+        """A done or failed delivery goes back on the stream, due now (a done one runs all its
+        handlers again; a failed one, those that had not finished)."""
+        keys = [self._hash(delivery_id), self._stream, self._finished, self._failed,
+                self._handlers_done(delivery_id)]  # fmt: skip
         return bool(await self._guard(self._scripts["requeue"](keys=keys, args=[delivery_id])))
 
     async def active(self) -> int:
@@ -510,7 +532,10 @@ class RedisJournal(ClaimFinisher):
             delivery_id = raw.decode()
             async with self._raw.pipeline(transaction=True) as pipe:
                 pipe.delete(
-                    self._hash(delivery_id), self._attempts(delivery_id), self._body(delivery_id)
+                    self._hash(delivery_id),
+                    self._attempts(delivery_id),
+                    self._body(delivery_id),
+                    self._handlers_done(delivery_id),
                 )
                 pipe.zrem(self._received, delivery_id)
                 pipe.zrem(self._finished, delivery_id)

@@ -33,6 +33,7 @@ _DELIVERY_COLUMNS = (
     " last_error, body_crc"
 )
 _ATTEMPT_COLUMNS = "delivery_id, number, consumer, started_at, finished_at, error"
+_HANDLER_COLUMNS = "delivery_id, handler, finished_at"
 _STATUSES = ("pending", "running", "done", "failed")
 _BATCH = 256
 _LARGEST_ROWID = 2**63 - 1
@@ -132,6 +133,13 @@ def _copy(damaged: sqlite3.Connection, target: Path) -> tuple[int, int]:
                     f"INSERT OR IGNORE INTO attempts ({_ATTEMPT_COLUMNS}) VALUES (?,?,?,?,?,?)", row
                 )
                 attempts += 1
+        if version >= 4:  # which handlers finished: lost, they would only run again
+            for row in readable_rows(damaged, "handlers_done", _HANDLER_COLUMNS):
+                if row[0] in kept:
+                    out.execute(
+                        f"INSERT OR IGNORE INTO handlers_done ({_HANDLER_COLUMNS}) VALUES (?,?,?)",
+                        row,
+                    )
         # Nothing runs while the bot is stopped: what was running runs again.
         out.execute(
             "UPDATE deliveries SET status = 'pending', consumer = NULL, lease_until = NULL"

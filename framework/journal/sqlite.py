@@ -88,9 +88,16 @@ CREATE TABLE IF NOT EXISTS attempts (
     error TEXT,
     PRIMARY KEY (delivery_id, number)
 );
+CREATE TABLE IF NOT EXISTS handlers_done (
+    delivery_id TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    handler TEXT NOT NULL,
+    finished_at REAL NOT NULL,
+    PRIMARY KEY (delivery_id, handler)
+);
 """
 
-SCHEMA_VERSION = 3  # 1: bodies inside the database (before release); 2: bodies unchecked
+SCHEMA_VERSION = 4
+# 1: bodies inside the database (before release); 2: bodies unchecked; 3: no handlers_done
 
 _COLUMNS = (
     "id, name, action, installation_id, headers, body_file, body_offset, body_length, status,"
@@ -403,7 +410,7 @@ class SQLiteJournal(ClaimFinisher):
         existing = tables.fetchone()[0]
         if version == 2 and existing:  # its bodies have no checksum: they are not checked
             conn.execute("ALTER TABLE deliveries ADD COLUMN body_crc INTEGER")
-        elif version != SCHEMA_VERSION and existing:
+        elif version not in (3, SCHEMA_VERSION) and existing:  # 3 only lacks a table
             raise JournalUnavailable(
                 f"the delivery journal {self.path} has another layout (version {version}, "
                 f"this framework writes {SCHEMA_VERSION}); move it aside to start afresh"
@@ -538,6 +545,7 @@ class SQLiteJournal(ClaimFinisher):
                 [(row[0], row[9], consumer, now) for row in rows],
             )
             rows.sort(key=lambda row: row[8])
+            done = self._handlers_done(conn, [row[0] for row in rows if row[9] > 1])
             claimed = []
             for row in rows:
                 try:
@@ -549,13 +557,44 @@ class SQLiteJournal(ClaimFinisher):
                     continue
                 claimed.append(
                     Delivery(
-                        row[0], row[1], body, row[2], row[3], json.loads(row[4]), row[8], row[10]
+                        row[0], row[1], body, row[2], row[3], json.loads(row[4]), row[8], row[10],
+                        done.get(row[0], frozenset()),
                     )
-                )
+                )  # fmt: skip
             return claimed
 
         result: list[Delivery] = await self._call(work)
         return result
+
+    @staticmethod
+    def _handlers_done(
+        conn: sqlite3.Connection, delivery_ids: list[str]
+    ) -> dict[str, frozenset[str]]:
+        """The handlers recorded as finished, of deliveries that ran before (a first run has
+        none: not asked)."""
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(delivery_ids), _ROWS_PER_STATEMENT):
+            some = delivery_ids[start : start + _ROWS_PER_STATEMENT]
+            for delivery_id, handler in conn.execute(
+                "SELECT delivery_id, handler FROM handlers_done"
+                f" WHERE delivery_id IN ({', '.join('?' * len(some))})",
+                some,
+            ):
+                found.setdefault(delivery_id, set()).add(handler)
+        return {delivery_id: frozenset(names) for delivery_id, names in found.items()}
+
+    async def handler_done(self, delivery_id: str, handler: str) -> None:
+        """Record that ``handler`` finished its run of the delivery."""
+        now = self._clock()
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO handlers_done (delivery_id, handler, finished_at)"
+                " SELECT id, ?, ? FROM deliveries WHERE id = ?",
+                (handler, now, delivery_id),
+            )
+
+        await self._call(work)
 
     @staticmethod
     def _lost(
@@ -650,9 +689,15 @@ class SQLiteJournal(ClaimFinisher):
         return result
 
     async def requeue(self, delivery_id: str) -> bool:
-        """A done or failed delivery becomes pending again, due now."""
+        """A done or failed delivery becomes pending again, due now (a done one runs all its
+        handlers again; a failed one, those that had not finished)."""
 
         def work(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                "DELETE FROM handlers_done WHERE delivery_id = ?"
+                " AND (SELECT status FROM deliveries WHERE id = ?) = 'done'",
+                (delivery_id, delivery_id),
+            )
             cursor = conn.execute(
                 "UPDATE deliveries SET status = 'pending', not_before = 0, finished_at = NULL,"
                 " attempts_before = attempts WHERE id = ? AND status IN ('done', 'failed')",

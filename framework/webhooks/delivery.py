@@ -83,6 +83,9 @@ class Delivery:
     received_at: float = field(default_factory=time.time)
     attempt: int = 1
     """Which run of its handlers this is (1, then 2... when retried or recovered)."""
+    handlers_done: frozenset[str] = frozenset()
+    """Handlers (:attr:`~framework.dispatch.routing.Handler.key`) that finished in an earlier
+    run: a retry, a recovery or a redelivery runs only the others."""
     _payload: dict[str, Any] | None = field(default=None, repr=False)
     _event: Event | None = field(default=None, repr=False)
 
