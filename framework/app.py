@@ -344,22 +344,35 @@ class App(TypedOn):
             # outcomes; losing the last of those to a power cut means running a delivery
             # again, which at-least-once allows, so its commits skip the sync.
             sync = s.journal_sync if self.records_deliveries else "normal"
-            return await SQLiteJournal.open(
+            journal: Journal = await SQLiteJournal.open(
                 s.journal_path, sync=sync, max_bytes=s.journal_max_bytes
             )
+            if s.handler_processes > 1:  # one mint per installation, not one per process
+                from framework.auth.sqlite_token_cache import token_file
+
+                for connection in self._minting_connections():
+                    connection.share_tokens_in_file(token_file(s.journal_path))
+            return journal
         import redis.asyncio as aioredis
 
         from framework.journal.redis import RedisJournal
 
         url = s.redis_url.get_secret_value()
         journal = await RedisJournal.open(url, prefix=s.redis_prefix)
-        for platform in s.enabled_platforms():
+        for connection in self._minting_connections():
+            if self._redis is None:
+                self._redis = aioredis.Redis.from_url(url)
+            connection.share_tokens(self._redis, s.redis_prefix)
+        return journal
+
+    def _minting_connections(self) -> list[AppConnection]:
+        """The enabled platforms' app connections that mint installation tokens."""
+        found = []
+        for platform in self.settings.enabled_platforms():
             connection = self.connection(platform)
             if isinstance(connection, AppConnection) and connection.credentials.issuer:
-                if self._redis is None:
-                    self._redis = aioredis.Redis.from_url(url)
-                connection.share_tokens(self._redis, s.redis_prefix)
-        return journal
+                found.append(connection)
+        return found
 
     async def accept(self, delivery: Delivery) -> Outcome:
         """Store a verified delivery for its handlers and wake them; say what became of it.

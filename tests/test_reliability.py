@@ -349,3 +349,26 @@ def _alternate(base_a: str, base_b: str, numbers: range) -> None:
                 await asyncio.gather(*(one(n) for n in range(start, min(start + 20, numbers.stop))))
 
     asyncio.run(go())
+
+
+def test_handler_processes_on_sqlite_share_one_token(
+    fake: FakeGitHub, fake_url: str, tmp_path: Path
+) -> None:
+    env = {
+        "JOURNAL_PATH": str(tmp_path / "journal.sqlite3"),
+        "HANDLER_PROCESSES": "2",
+        "SLOW_SECONDS": "0.05",
+        "HANDLER_CONCURRENCY": "8",
+    }
+    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path, **env)
+    children = handler_pids(bot)
+    try:
+        post_all(base, range(1, 201))
+        wait_until(lambda: len(runs(fake)) == 200, 60, "all 200 deliveries")
+    finally:
+        output = stop(bot)
+    assert len(children) == 2, output
+    assert runs(fake) == {n: 1 for n in range(1, 201)}
+    ran_in = {labels[0] for labels in labelled(fake).values()}
+    assert ran_in == {f"by-{pid}" for pid in children}  # both processes needed a token
+    assert fake.mint_count(INSTALLATION) == 1, output

@@ -1,31 +1,57 @@
-"""Installation tokens shared through a real Redis: one mint for every process, stored encrypted."""
+"""Installation tokens shared between processes, through a real Redis and through an SQLite
+file: one mint for every process, stored encrypted. Each behaviour on both stores."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from framework.auth.installation_tokens import AccessToken, InstallationTokens, TokenScope
-from framework.auth.token_cache import RedisTokenCache, cache_key
+from framework.auth.sqlite_token_cache import SQLiteTokenCache
+from framework.auth.token_cache import RedisTokenCache, SharedTokenCache, cache_key
 from tests.support import RedisServer
 
+Store = Callable[..., SharedTokenCache]
+"""``store(key_material=..., platform=...)``: a process's handle on the shared store."""
 
-@pytest.fixture
-async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
+
+@pytest.fixture(params=["redis", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    opened: list[SharedTokenCache] = []
+    client: aioredis.Redis | None = None
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        client = aioredis.Redis.from_url(server.url)
+
+    def make(key_material: bytes = b"the app's private key", platform: str = "github") -> Any:
+        sealer = cache_key(key_material)
+        cache: SharedTokenCache
+        if client is not None:
+            cache = RedisTokenCache(client, sealer, prefix=tmp_path.name, platform=platform)
+        else:
+            cache = SQLiteTokenCache(tmp_path / "journal.sqlite3-tokens", sealer, platform=platform)
+        opened.append(cache)
+        return cache
+
+    yield make
+    for cache in opened:
+        if isinstance(cache, SQLiteTokenCache):
+            cache.close()
+    if client is not None:
+        await client.aclose()
 
 
 def processes(
-    client: aioredis.Redis, prefix: str, count: int
+    store: Store, count: int, platform: str = "github"
 ) -> tuple[list[InstallationTokens], list[int]]:
-    """``count`` token caches as separate processes would have them, sharing one Redis."""
+    """``count`` token caches as separate processes would have them, sharing one store."""
     minted: list[int] = []
 
     async def mint(installation_id: int, scope: TokenScope) -> AccessToken:
@@ -37,15 +63,13 @@ def processes(
     caches = []
     for _ in range(count):
         tokens = InstallationTokens(mint)
-        tokens.shared = RedisTokenCache(client, cache_key(b"the app's private key"), prefix=prefix)
+        tokens.shared = store(platform=platform)
         caches.append(tokens)
     return caches, minted
 
 
-async def test_many_processes_asking_at_once_cause_one_mint(
-    client: aioredis.Redis, tmp_path: Path
-) -> None:
-    caches, minted = processes(client, tmp_path.name, 5)
+async def test_many_processes_asking_at_once_cause_one_mint(store: Store) -> None:
+    caches, minted = processes(store, 5)
     tokens = await asyncio.gather(*(c.get(42) for c in caches for _ in range(4)))
     assert minted == [42]
     assert {t.token for t in tokens} == {"ghs_secret1"}
@@ -55,37 +79,76 @@ async def test_many_processes_asking_at_once_cause_one_mint(
     assert minted == [42, 43, 42]
 
 
+async def test_another_platforms_installation_with_the_same_id_is_another_token(
+    store: Store,
+) -> None:
+    [github], on_github = processes(store, 1)
+    [atomgit], on_atomgit = processes(store, 1, platform="atomgit")
+    first, second = await github.get(42), await atomgit.get(42)
+    assert on_github == [42] and on_atomgit == [42]
+    assert first.token == second.token == "ghs_secret1"  # each minted its own: two counters
+    await github.forget_installation_everywhere(42)
+    [atomgit_again], more = processes(store, 1, platform="atomgit")
+    await atomgit_again.get(42)
+    assert more == []  # forgetting GitHub's installation 42 left AtomGit's alone
+
+
 async def test_tokens_are_stored_encrypted_and_expire_with_the_token(
-    client: aioredis.Redis, tmp_path: Path
+    store: Store, tmp_path: Path
 ) -> None:
-    [cache], _ = processes(client, tmp_path.name, 1)
+    [cache], _ = processes(store, 1)
     await cache.get(42)
-    key = f"{{{tmp_path.name}}}:token:42"
-    stored = await client.get(key)
+    shared = cache.shared
+    if isinstance(shared, RedisTokenCache):
+        key = f"{{{tmp_path.name}}}:token:42"
+        stored = await shared._redis.get(key)
+        lasts = await shared._redis.pttl(key) / 1000
+    else:
+        assert isinstance(shared, SQLiteTokenCache)
+        assert shared.path.stat().st_mode & 0o777 == 0o600
+        with sqlite3.connect(shared.path) as conn:
+            stored, until = conn.execute("SELECT sealed, until FROM tokens").fetchone()
+        lasts = until - datetime.now(UTC).timestamp()
     assert stored is not None and b"ghs_secret" not in stored
-    ttl = await client.pttl(key)
-    assert 3000_000 < ttl <= 3300_000  # an hour, less the 5-minute refresh margin
+    assert 3000 < lasts <= 3300  # an hour, less the 5-minute refresh margin
 
 
-async def test_a_refused_token_is_dropped_for_every_process(
-    client: aioredis.Redis, tmp_path: Path
-) -> None:
-    (first, second), minted = processes(client, tmp_path.name, 2)
+async def test_a_refused_token_is_dropped_for_every_process(store: Store) -> None:
+    (first, second), minted = processes(store, 2)
     old = await first.get(42)
     assert (await second.get(42)).token == old.token
     new = await second.replace(42, old)  # GitHub answered 401 to the second process
     assert new.token != old.token and len(minted) == 2
     first.invalidate(42, old)
-    assert (await first.get(42)).token == new.token  # from Redis, no third mint
+    assert (await first.get(42)).token == new.token  # from the store, no third mint
     assert len(minted) == 2
 
 
-async def test_a_cache_written_with_another_key_is_ignored_not_trusted(
-    client: aioredis.Redis, tmp_path: Path
-) -> None:
-    [cache], minted = processes(client, tmp_path.name, 1)
+async def test_a_cache_written_with_another_key_is_ignored_not_trusted(store: Store) -> None:
+    [cache], minted = processes(store, 1)
     await cache.get(42)
     rotated = InstallationTokens(cache._mint)
-    rotated.shared = RedisTokenCache(client, cache_key(b"a new private key"), prefix=tmp_path.name)
+    rotated.shared = store(key_material=b"a new private key")
     await rotated.get(42)
     assert len(minted) == 2
+
+
+async def test_a_process_that_died_minting_holds_the_others_up_only_so_long(
+    store: Store,
+) -> None:
+    [cache], minted = processes(store, 1)
+    shared = cache.shared
+    assert isinstance(shared, SharedTokenCache)
+    # A lock taken by a process that then died, never released.
+    assert await shared._lock(shared._name(42, TokenScope()) + ":minting", "dead", 30)
+
+    async def mint() -> AccessToken:
+        minted.append(42)
+        return AccessToken("ghs_here", datetime.now(UTC) + timedelta(hours=1))
+
+    token = await shared.get_or_mint(42, TokenScope(), mint, 300, wait=0.3)
+    assert token.token == "ghs_here" and minted == [42]  # waited 0.3 s, then minted itself
+    # Once the dead process's lock expires, the next to come takes it.
+    assert await shared._lock("other:minting", "dead", 0.01)
+    await asyncio.sleep(0.05)
+    assert await shared._lock("other:minting", "alive", 30)

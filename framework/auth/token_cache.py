@@ -1,10 +1,14 @@
-"""Installation tokens shared by every process and replica of a bot, in Redis (``REDIS_URL``).
+"""Installation tokens shared by every process and replica of a bot: one mint per installation.
 
-One mint per installation across all replicas: a process that needs a token reads Redis
-first; if none is cached, it takes a short lock and mints, while the others wait for the
-token to appear (single-flight across processes). Tokens are stored sealed
-(:mod:`framework.auth.sealing`, with a key derived from the app's private key, which every
-replica has and Redis never sees), so a copy of the Redis data is no copy of the tokens.
+A process that needs a token reads the shared store first; if none is cached, it takes a short
+lock and mints, while the others wait for the token to appear (single-flight across
+processes, the wait bounded). Tokens are stored sealed (:mod:`framework.auth.sealing`, with a
+key derived from the app's private key, which every process has and the store never sees), so
+a copy of the store is no copy of the tokens.
+
+Two stores: Redis (:class:`RedisTokenCache`, with ``REDIS_URL``: every replica) and a small
+SQLite file beside the journal (:class:`~framework.auth.sqlite_token_cache.SQLiteTokenCache`:
+the handler processes of one bot, ``HANDLER_PROCESSES`` > 1).
 """
 
 from __future__ import annotations
@@ -40,34 +44,65 @@ def cache_key(secret_material: bytes) -> Sealer:
     return Sealer([derived_fernet(secret_material, b"framework token cache")])
 
 
-class RedisTokenCache:
-    """The shared half of :class:`~framework.auth.installation_tokens.InstallationTokens`."""
+def token_name(prefix: str, installation_id: int, scope: TokenScope) -> str:
+    """A token's name in a shared store: the installation's, and a digest of a narrower scope.
+
+    >>> token_name("t:", 42, TokenScope())
+    't:42'
+    >>> token_name("t:", 42, TokenScope.of(repositories=["hello"]))
+    't:42:ea079e145bbf8c01'
+    """
+    if scope == TokenScope():
+        return f"{prefix}{installation_id}"
+    body = json.dumps(scope.body(), sort_keys=True).encode()
+    return f"{prefix}{installation_id}:{hashlib.sha256(body).hexdigest()[:16]}"
+
+
+class SharedTokenCache:
+    """The shared half of :class:`~framework.auth.installation_tokens.InstallationTokens`,
+    over a store's few operations (a subclass's ``_load``, ``_store``, ``_lock``,
+    ``_unlock``, ``_delete`` and ``_forget``; ``_failures``: the store's own errors)."""
+
+    _failures: tuple[type[Exception], ...] = ()
 
     def __init__(
         self,
-        client: Any,
         sealer: Sealer,
         *,
-        prefix: str = "framework",
         platform: str = "github",
+        prefix: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._redis = client
         self._sealer = sealer
-        # GitHub's keys as before; another platform's installation 42 is another installation.
+        # GitHub's names as before; another platform's installation 42 is another installation.
         kind = "token" if platform == "github" else f"{platform}:token"
-        self._prefix = f"{{{prefix}}}:{kind}:"
+        self._prefix = f"{prefix}{kind}:"
         self._clock = clock
-        self._unlock = client.register_script(_UNLOCK)
+
+    async def _load(self, name: str) -> bytes | None:
+        raise NotImplementedError
+
+    async def _store(self, name: str, sealed: bytes, until: float) -> None:
+        raise NotImplementedError
+
+    async def _lock(self, name: str, owner: str, seconds: float) -> bool:
+        raise NotImplementedError
+
+    async def _unlock(self, name: str, owner: str) -> None:
+        raise NotImplementedError
+
+    async def _delete(self, name: str) -> None:
+        raise NotImplementedError
+
+    async def _forget(self, name: str) -> None:
+        """Delete ``name`` and every narrower token under it."""
+        raise NotImplementedError
 
     def _name(self, installation_id: int, scope: TokenScope) -> str:
-        if scope == TokenScope():
-            return f"{self._prefix}{installation_id}"
-        body = json.dumps(scope.body(), sort_keys=True).encode()
-        return f"{self._prefix}{installation_id}:{hashlib.sha256(body).hexdigest()[:16]}"
+        return token_name(self._prefix, installation_id, scope)
 
     async def _read(self, name: str) -> AccessToken | None:
-        raw = await self._redis.get(name)
+        raw = await self._load(name)
         if raw is None:
             return None
         try:
@@ -82,8 +117,8 @@ class RedisTokenCache:
         )
 
     async def _write(self, name: str, token: AccessToken, margin: float) -> None:
-        ttl = token.expires_at.timestamp() - margin - self._clock()
-        if ttl < 1:
+        until = token.expires_at.timestamp() - margin
+        if until - self._clock() < 1:
             return
         data = json.dumps(
             {
@@ -93,7 +128,7 @@ class RedisTokenCache:
                 "repository_selection": token.repository_selection,
             }
         ).encode()
-        await self._redis.set(name, self._sealer.seal(data), px=int(ttl * 1000))
+        await self._store(name, self._sealer.seal(data), until)
 
     async def get_or_mint(
         self,
@@ -112,7 +147,7 @@ class RedisTokenCache:
                 cached = await self._read(name)
                 if cached is not None and cached.fresh(self._clock(), margin):
                     return cached
-                if await self._redis.set(lock, owner, nx=True, px=int(LOCK_SECONDS * 1000)):
+                if await self._lock(lock, owner, LOCK_SECONDS):
                     try:
                         cached = await self._read(name)  # minted while we took the lock?
                         if cached is not None and cached.fresh(self._clock(), margin):
@@ -121,10 +156,10 @@ class RedisTokenCache:
                         await self._write(name, token, margin)
                         return token
                     finally:
-                        await self._unlock(keys=[lock], args=[owner])
+                        await self._unlock(lock, owner)
                 await asyncio.sleep(POLL_SECONDS)
-        except RedisError as exc:
-            logger.warning("the shared token cache is unreachable (%s); minting here", exc)
+        except self._failures as exc:
+            logger.warning("the shared token cache is unusable (%s); minting here", exc)
             return await mint()
         logger.warning("no token appeared in the shared cache within %.0f s; minting here", wait)
         return await mint()
@@ -135,16 +170,52 @@ class RedisTokenCache:
         try:
             cached = await self._read(name)
             if cached is not None and cached.token == token.token:
-                await self._redis.delete(name)
-        except RedisError as exc:
+                await self._delete(name)
+        except self._failures as exc:
             logger.warning("could not drop a refused token from the shared cache: %s", exc)
 
     async def forget_installation(self, installation_id: int) -> None:
         """Drop every shared token of an installation (deleted or suspended)."""
         try:
-            full = f"{self._prefix}{installation_id}"
-            names = [full] + [key async for key in self._redis.scan_iter(match=f"{full}:*")]
-            if names:
-                await self._redis.delete(*names)
-        except RedisError as exc:
+            await self._forget(f"{self._prefix}{installation_id}")
+        except self._failures as exc:
             logger.warning("could not drop the installation's shared tokens: %s", exc)
+
+
+class RedisTokenCache(SharedTokenCache):
+    """Tokens shared through Redis (``REDIS_URL``): one mint per installation for every replica."""
+
+    _failures = (RedisError,)
+
+    def __init__(
+        self,
+        client: Any,
+        sealer: Sealer,
+        *,
+        prefix: str = "framework",
+        platform: str = "github",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(sealer, platform=platform, prefix=f"{{{prefix}}}:", clock=clock)
+        self._redis = client
+        self._unlock_script = client.register_script(_UNLOCK)
+
+    async def _load(self, name: str) -> bytes | None:
+        raw: bytes | None = await self._redis.get(name)
+        return raw
+
+    async def _store(self, name: str, sealed: bytes, until: float) -> None:
+        await self._redis.set(name, sealed, px=int((until - self._clock()) * 1000))
+
+    async def _lock(self, name: str, owner: str, seconds: float) -> bool:
+        return bool(await self._redis.set(name, owner, nx=True, px=int(seconds * 1000)))
+
+    async def _unlock(self, name: str, owner: str) -> None:
+        await self._unlock_script(keys=[name], args=[owner])
+
+    async def _delete(self, name: str) -> None:
+        await self._redis.delete(name)
+
+    async def _forget(self, name: str) -> None:
+        names = [name] + [key async for key in self._redis.scan_iter(match=f"{name}:*")]
+        await self._redis.delete(*names)

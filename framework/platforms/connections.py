@@ -239,6 +239,16 @@ class AppConnection(_Pooled):
             redis, cache_key(self.jwt.key_material()), prefix=prefix, platform=self.platform.name
         )
 
+    def share_tokens_in_file(self, path: Path) -> None:
+        """Share installation tokens with the bot's other handler processes through an SQLite
+        file (``HANDLER_PROCESSES`` > 1 without Redis): one mint per installation."""
+        from framework.auth.sqlite_token_cache import SQLiteTokenCache
+        from framework.auth.token_cache import cache_key
+
+        self.tokens.shared = SQLiteTokenCache(
+            path, cache_key(self.jwt.key_material()), platform=self.platform.name
+        )
+
 
 class AccountConnection(_Pooled):
     """A platform where the bot acts as one account: one client for every delivery."""
