@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from framework import Context
+from framework import App, Context
 from framework.dispatch.routing import Router
 from framework.journal import Status
 from framework.journal.sqlite import SCHEMA_VERSION, SQLiteJournal
@@ -27,24 +27,47 @@ backend = test_reliability.backend  # the fixture: each test on SQLite and on a 
 TWO_HANDLERS_BOT = str(ROOT / "tests" / "bots" / "comment_and_slow_label.py")
 
 
-def comments(fake: FakeGitHub) -> dict[int, int]:
-    """Issue number -> comments posted on it."""
+def posted(fake: FakeGitHub, what: str) -> dict[int, int]:
+    """Issue number -> successful POSTs to its ``what`` (``comments``, ``labels``)."""
     found: dict[int, int] = {}
     for call in fake.calls:
-        if call.method == "POST" and call.path.endswith("/comments") and call.status == 201:
+        if call.method == "POST" and call.path.endswith(f"/{what}") and call.status < 300:
             number = int(call.path.split("/")[-2])
             found[number] = found.get(number, 0) + 1
     return found
+
+
+def comments(fake: FakeGitHub) -> dict[int, int]:
+    return posted(fake, "comments")
 
 
 def slow_labels(fake: FakeGitHub) -> dict[int, int]:
-    """Issue number -> label calls made on it."""
-    found: dict[int, int] = {}
-    for call in fake.calls:
-        if call.method == "POST" and call.path.endswith("/labels") and call.status == 200:
-            number = int(call.path.split("/")[-2])
-            found[number] = found.get(number, 0) + 1
-    return found
+    return posted(fake, "labels")
+
+
+def with_comment(app: App) -> None:
+    """Give ``app`` a handler that comments on the issue."""
+
+    @app.on("issues.opened")
+    async def comment(ctx: Context) -> None:
+        await ctx.github.post(
+            f"/repos/{ctx.repo_full_name}/issues/1/comments", json={"body": "thanks"}
+        )
+
+
+def comment_and_flaky(app: App) -> list[int]:
+    """Give ``app`` a handler that comments and one that fails its first run; return the
+    attempts the flaky one saw."""
+    flaky_runs: list[int] = []
+    with_comment(app)
+
+    @app.on("issues.opened")
+    async def flaky(ctx: Context) -> None:
+        flaky_runs.append(ctx.delivery.attempt)
+        if len(flaky_runs) == 1:
+            raise RuntimeError("once")
+
+    return flaky_runs
 
 
 async def _send(url: str, delivery_id: str, number: int = 1) -> httpx.Response:
@@ -57,21 +80,8 @@ async def test_a_retry_reruns_only_the_failing_handler_so_the_comment_is_posted_
     backend: dict[str, str], fake: FakeGitHub, fake_url: str
 ) -> None:
     app = new_app(backend, fake_url, retry_backoff_seconds=0.01)
-    flaky_runs: list[int] = []
+    flaky_runs = comment_and_flaky(app)
     reported: list[BaseException] = []
-
-    @app.on("issues.opened")
-    async def comment(ctx: Context) -> None:
-        await ctx.github.post(
-            f"/repos/{ctx.repo_full_name}/issues/1/comments", json={"body": "thanks"}
-        )
-
-    @app.on("issues.opened")
-    async def flaky(ctx: Context) -> None:
-        flaky_runs.append(ctx.delivery.attempt)
-        if len(flaky_runs) == 1:
-            raise RuntimeError("once")
-
     app.on_error(lambda ctx, error: reported.append(error))
     async with serve_async(app) as url:
         assert (await _send(url, "d-two")).status_code == 202
@@ -89,12 +99,7 @@ async def test_on_error_sees_each_failing_handler_once_and_a_redelivery_spares_t
     app = new_app(backend, fake_url, retry_backoff_seconds=0.01, retry_max_attempts=3)
     runs: dict[str, list[int]] = {"first": [], "second": []}
     reported: list[tuple[str, str]] = []
-
-    @app.on("issues.opened")
-    async def comment(ctx: Context) -> None:
-        await ctx.github.post(
-            f"/repos/{ctx.repo_full_name}/issues/1/comments", json={"body": "thanks"}
-        )
+    with_comment(app)
 
     @app.on("issues.opened")
     async def first(ctx: Context) -> None:
@@ -130,20 +135,7 @@ async def test_a_replay_of_a_done_delivery_runs_every_handler_again(
     backend: dict[str, str], fake: FakeGitHub, fake_url: str
 ) -> None:
     app = new_app(backend, fake_url, retry_backoff_seconds=0.01)
-    flaky_runs: list[int] = []
-
-    @app.on("issues.opened")
-    async def comment(ctx: Context) -> None:
-        await ctx.github.post(
-            f"/repos/{ctx.repo_full_name}/issues/1/comments", json={"body": "thanks"}
-        )
-
-    @app.on("issues.opened")
-    async def flaky(ctx: Context) -> None:
-        flaky_runs.append(ctx.delivery.attempt)
-        if len(flaky_runs) == 1:
-            raise RuntimeError("once")
-
+    flaky_runs = comment_and_flaky(app)
     async with serve_async(app) as url:
         await _send(url, "d-replay")
         await app.wait_idle(within=20)
