@@ -44,6 +44,7 @@ def fill(path: Path) -> None:
         claimed = {d.id for d in await journal.claim("worker", 2, lease=30)}
         assert claimed == {"d-1", "d-2"}
         await journal.complete("d-1", "worker")
+        await journal.handler_done("d-2", "bot:comment")  # of its two handlers, one finished
         await journal.retry("d-2", "worker", "RuntimeError: first", at=0)
         [again] = await journal.claim("worker", 1, lease=30)
         await journal.fail(again.id, "worker", "RuntimeError: second")
@@ -71,6 +72,7 @@ def test_list_and_show_tell_an_operator_what_happened(
     assert "status:    failed" in shown
     assert "1. " in shown and "RuntimeError: first" in shown
     assert "2. " in shown and "RuntimeError: second" in shown
+    assert "handlers done (not run again): bot:comment" in shown
     assert "x-github-delivery: d-2" in shown
     assert '"number": 2' in shown  # the payload
     assert main(["deliveries", "show", "nope"]) == 1

@@ -129,6 +129,7 @@ async def test_on_error_sees_each_failing_handler_once_and_a_redelivery_spares_t
     assert len(reported) == 4
     assert comments(fake) == {1: 1}
     assert entry is not None and entry.status is Status.FAILED and entry.attempts == 6
+    assert entry.handlers_done == {f"{__name__}:with_comment.<locals>.comment"}
 
 
 async def test_a_replay_of_a_done_delivery_runs_every_handler_again(

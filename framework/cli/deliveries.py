@@ -97,7 +97,8 @@ async def _get(journal: Journal, delivery_id: str) -> Entry | None:
 
 
 async def show(journal: Journal, args: argparse.Namespace) -> int:
-    """One delivery: its state, headers, payload and every attempt with its error."""
+    """One delivery: its state, headers, payload, every attempt with its error, and (of one
+    that is not done) the handlers that finished already."""
     entry = await _get(journal, args.id)
     if entry is None:
         return 1
@@ -111,6 +112,8 @@ async def show(journal: Journal, args: argparse.Namespace) -> int:
     for attempt in entry.history:
         outcome = attempt.error or ("ok" if attempt.finished_at else "running")
         print(f"  {attempt.number}. {_when(attempt.started_at)} on {attempt.consumer}: {outcome}")
+    if entry.handlers_done and entry.status is not Status.DONE:
+        print(f"handlers done (not run again): {', '.join(sorted(entry.handlers_done))}")
     print("headers:")
     for name, value in sorted(d.headers.items()):
         print(f"  {name}: {value}")

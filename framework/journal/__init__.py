@@ -86,6 +86,8 @@ class Entry:
     finished_at: float | None = None
     last_error: str | None = None
     history: list[Attempt] = field(default_factory=list)
+    handlers_done: frozenset[str] = frozenset()
+    """Handlers recorded as finished, of a delivery with several (read with its history)."""
 
 
 @dataclass(frozen=True)

@@ -474,7 +474,9 @@ class RedisJournal(ClaimFinisher):
         if not fields:
             return None
         history: list[Attempt] = []
+        done: set[bytes] = set()
         if with_history:
+            done = await self._raw.smembers(self._handlers_done(delivery_id))
             for raw in await self._raw.lrange(self._attempts(delivery_id), 0, -1):
                 item = json.loads(raw)
                 history.append(
@@ -500,6 +502,7 @@ class RedisJournal(ClaimFinisher):
             float(finished) if finished else None,
             _text(fields.get(b"last_error")),
             history,
+            frozenset(handler.decode() for handler in done),
         )
 
     async def entries(self, status: Status | None = None, limit: int = 100) -> list[Entry]:

@@ -802,7 +802,9 @@ class SQLiteJournal(ClaimFinisher):
         """The file descriptor holding :meth:`lock` (a handler process inherits it), or None."""
         return None if self._lock_handle is None else int(self._lock_handle.fileno())
 
-    def _entry(self, row: tuple[Any, ...], history: list[Attempt]) -> Entry:
+    def _entry(
+        self, row: tuple[Any, ...], history: list[Attempt], done: frozenset[str] = frozenset()
+    ) -> Entry:
         (id_, name, action, installation_id, headers, body_file, offset, length, status,
          attempts, received_at, not_before, finished_at, last_error, crc) = row  # fmt: skip
         try:
@@ -812,7 +814,7 @@ class SQLiteJournal(ClaimFinisher):
         delivery = Delivery(id_, name, body, action, installation_id, json.loads(headers),
                             received_at)  # fmt: skip
         return Entry(delivery, Status(status), attempts, received_at, not_before, finished_at,
-                     last_error, history)  # fmt: skip
+                     last_error, history, done)  # fmt: skip
 
     async def get(self, delivery_id: str) -> Entry | None:
         """One delivery with its attempts, or None."""
@@ -831,7 +833,8 @@ class SQLiteJournal(ClaimFinisher):
                     (delivery_id,),
                 )
             ]
-            return self._entry(row, history)
+            done = self._handlers_done(conn, [delivery_id]).get(delivery_id, frozenset())
+            return self._entry(row, history, done)
 
         result: Entry | None = await self._call(work)
         return result
