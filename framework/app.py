@@ -20,7 +20,7 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -45,6 +45,7 @@ from framework.observe import hooks, metrics
 from framework.platforms import ALL_EVENTS, PLATFORMS
 from framework.platforms.connections import AppConnection, Connection, connect
 from framework.platforms.github import revokes_tokens
+from framework.platforms.redelivery import RedeliverySchedule
 from framework.repo_config import RepositoryConfigs, config_change
 from framework.server.health import Health
 from framework.server.login import SignIn, revoked_user
@@ -497,15 +498,18 @@ class App(TypedOn):
             processes.wake()  # work left from the last run
         else:
             await self.runner.start(journal)
-        purger = asyncio.create_task(self._purge_periodically(journal))
+        background = [
+            asyncio.create_task(self._purge_periodically(journal)),
+            *self._redelivery_sweeps(journal),
+        ]
         paths = ", ".join(f"{name} at {path}" for name, path in self.webhook_paths().items())
         logger.info("%s ready: deliveries from %s", self.name, paths)
         try:
             yield
         finally:
-            purger.cancel()
-            with suppress(asyncio.CancelledError):
-                await purger
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await self.drain()
             await self.close()
 
@@ -539,6 +543,30 @@ class App(TypedOn):
             except Unavailable as exc:
                 logger.error("could not purge old deliveries: %s", exc)
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+    def _redelivery_sweeps(self, journal: Journal) -> list[asyncio.Task[None]]:
+        """What GitHub could not deliver, asked for again every ``REDELIVERY_SYNC_INTERVAL``
+        by one replica at a time (see :mod:`framework.platforms.redelivery`)."""
+        s = self.settings
+        interval = s.redelivery_interval()
+
+        def app_client(platform: str) -> GitHubClient:  # at each sweep: the app's current one
+            return self._app_connection(platform).app_client
+
+        return [
+            asyncio.create_task(
+                RedeliverySchedule(
+                    partial(app_client, name),
+                    journal,
+                    interval=interval,
+                    window=s.redelivery_window,
+                    platform=name,
+                ).run(),
+                name=f"redelivery:{name}",
+            )
+            for name in s.enabled_platforms()
+            if interval and PLATFORMS[name].redelivers
+        ]
 
     async def drain(self) -> list[str]:
         """Stop taking work (503 and ``/readyz`` 503), let running handlers finish within

@@ -10,7 +10,8 @@ The names are Probot's, so a bot moved from Probot keeps its configuration:
 ``WEBHOOK_PATH``      Where deliveries are received (default ``/api/github/webhooks``).
 ``HOST`` / ``PORT``   Where to listen (default ``0.0.0.0:3000``).
 ``GITHUB_API_URL``    ``https://api.github.com``, or ``https://HOST/api/v3`` for GHES.
-``LOG_LEVEL``         ``debug``, ``info`` (default), ``warning``, ``error``.
+``LOG_LEVEL``         ``trace``, ``debug``, ``info`` (default), ``warn``, ``error``, ``fatal``
+                      (Probot's), or ``warning``, ``critical`` (Python's).
 ``LOG_FORMAT``        ``pretty`` (default) or ``json``.
 ``METRICS_TOKEN``     The bearer token ``/metrics`` asks of scrapers off loopback.
 ===================== ======================================================================
@@ -27,7 +28,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from framework.common.durations import seconds
 from framework.errors import ConfigurationError
+from framework.observe.log import level_name
 
 
 class Settings(BaseSettings):
@@ -236,13 +239,53 @@ class Settings(BaseSettings):
         description="Bearer token /metrics asks of scrapers off loopback (unset: open to all).",
     )
 
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_level: Literal["trace", "debug", "info", "warning", "error", "critical"] = Field(
+        default="info",
+        description="Probot's trace, debug, info, warn, error, fatal, or Python's warning, "
+        "critical.",
+    )
     log_format: Literal["pretty", "json"] = "pretty"
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_name(cls, value: Any) -> Any:
+        return level_name(value) if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    # Redelivering what GitHub could not deliver (framework/platforms/redelivery.py) --------
+    redelivery_sync_interval: float | None = Field(
+        default=None,
+        ge=0,
+        description="How often the bot asks GitHub to redeliver what failed (15m, 1h; "
+        "default 15m with the app's credentials; 0: never).",
+    )
+    redelivery_window: float = Field(
+        default=3 * 86400.0,
+        gt=0,
+        description="How far back the first sweep reaches (GitHub keeps deliveries 3d; GHES 7d).",
+    )
+
+    @field_validator("redelivery_sync_interval", "redelivery_window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return seconds(value) if isinstance(value, str) and value.strip() else value
+
+    def redelivery_interval(self) -> float:
+        """Seconds between the bot's redelivery sweeps; 0 when it does not sweep (off, or
+        no app credentials to list deliveries with).
+
+        >>> Settings(redelivery_sync_interval="0", _env_file=None).redelivery_interval()
+        0.0
+        """
+        if self.redelivery_sync_interval == 0 or self.app_credential_problems():
+            return 0.0
+        if self.redelivery_sync_interval is None:
+            return 15 * 60.0
+        return self.redelivery_sync_interval
 
     @field_validator("app_id")
     @classmethod

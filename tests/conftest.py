@@ -24,6 +24,14 @@ def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_redelivery_sweeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bot with app credentials sweeps GitHub's failed deliveries at start-up; in tests
+    only where a test turns it on (tests/test_redelivery.py), so no other test's fake sees
+    calls it did not expect, and no bot reaches for api.github.com."""
+    monkeypatch.setenv("REDELIVERY_SYNC_INTERVAL", "0")
+
+
+@pytest.fixture(autouse=True)
 def _connection_pools_are_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every connection pool an App opens in a test is closed by the test's end (the app's
     lifespan, ``await app.close()``), else aiohttp warns "Unclosed client session" later."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -25,11 +24,11 @@ from typing import Any
 
 from framework.app import App
 from framework.cli.help_text import plain
+from framework.common.durations import seconds
 from framework.errors import ConfigurationError
 from framework.journal import Entry, Journal, Status
+from framework.platforms.redelivery import sweep
 from framework.settings import load_settings
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def duration(text: str) -> float:
@@ -38,10 +37,10 @@ def duration(text: str) -> float:
     >>> duration("24h"), duration("7d"), duration("90")
     (86400.0, 604800.0, 90.0)
     """
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 15m, 24h, 7d")
-    return float(match[1]) * _UNITS.get(match[2] or "s", 1)
+    try:
+        return seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _when(epoch: float | None) -> str:
@@ -171,50 +170,12 @@ async def purge(journal: Journal, args: argparse.Namespace) -> int:
     return 0
 
 
-async def sync_once(
-    app: App, journal: Journal, since: float, dry_run: bool, *, only_failed: bool = True
-) -> list[str]:
-    """Ask GitHub to redeliver what it failed to deliver since ``since`` (epoch seconds) and
-    the journal does not hold; return the guids asked for.
-
-    ``only_failed=False`` asks for every delivery since then that the journal does not hold,
-    delivered or not: GitHub saw a tunnel's channel take them, the bot never did.
-    """
-    attempts: dict[str, list[dict[str, Any]]] = {}
-    url: str | None = "/app/hook/deliveries?per_page=100"
-    while url is not None:
-        response = await app.github.get(url)
-        page: list[dict[str, Any]] = response.json()
-        for item in page:
-            attempts.setdefault(item["guid"], []).append(item)
-        oldest = min((_epoch(i["delivered_at"]) for i in page), default=0.0)
-        next_link = response.links.get("next", {}).get("url")
-        url = next_link if page and oldest >= since else None
-    asked: list[str] = []
-    for guid, tries in attempts.items():
-        latest = max(tries, key=lambda t: _epoch(t["delivered_at"]))
-        if _epoch(latest["delivered_at"]) < since:
-            continue
-        if only_failed and any(t["status"] == "OK" for t in tries):
-            continue
-        if await journal.get(guid) is not None:
-            # Stored: it runs or ran here, whatever GitHub saw. (A dead letter is replayed on
-            # purpose, with `replay`, not by a sweep.)
-            continue
-        if not dry_run:
-            await app.github.post(f"/app/hook/deliveries/{latest['id']}/attempts")
-        asked.append(guid)
-    return asked
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
 async def sync(app: App, journal: Journal, args: argparse.Namespace) -> int:
     """Find deliveries GitHub failed to deliver and the journal never stored; redeliver them."""
     while True:
-        asked = await sync_once(app, journal, time.time() - args.since, args.dry_run)
+        asked = await sweep(
+            app.github, journal, time.time() - args.since, dry_run=args.dry_run, pause=_paused
+        )
         verb = "would ask" if args.dry_run else "asked"
         print(f"{verb} GitHub to redeliver {len(asked)} deliveries" + "".join(
             f"\n  {guid}" for guid in asked
@@ -223,6 +184,11 @@ async def sync(app: App, journal: Journal, args: argparse.Namespace) -> int:
             return 0
         sys.stdout.flush()
         await asyncio.sleep(args.every)
+
+
+async def _paused(seconds: float) -> None:
+    print(f"GitHub's rate limit: resuming in {seconds:.0f} s", flush=True)
+    await asyncio.sleep(seconds)
 
 
 Command = Callable[[App, Journal, argparse.Namespace], Awaitable[int]]

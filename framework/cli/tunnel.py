@@ -27,9 +27,6 @@ from framework.settings import Settings, load_settings
 
 logger = logging.getLogger("framework.tunnel")
 
-RECOVERY_MARGIN_SECONDS = 60.0
-"""Redeliveries reach back this much before the stream was last alive: clocks differ."""
-
 
 def local_webhook_url(settings: Settings) -> str:
     """Where the bot those settings serve receives deliveries, on loopback.
@@ -59,14 +56,13 @@ def recovery(current: Callable[[], Settings]) -> Callable[[float], Awaitable[Non
             )  # fmt: skip
             return
         from framework.app import App
-        from framework.cli.deliveries import sync_once
+        from framework.platforms.redelivery import MARGIN_SECONDS, sweep
 
         app = App(settings, name="tunnel")
         try:
             journal = await app.open_journal()
-            asked = await sync_once(
-                app, journal, since - RECOVERY_MARGIN_SECONDS, False, only_failed=False
-            )
+            # Back to a little before the stream was last alive: clocks differ.
+            asked = await sweep(app.github, journal, since - MARGIN_SECONDS, only_failed=False)
         finally:
             await app.close()
         logger.info(

@@ -14,6 +14,8 @@ The journal is what makes a delivery run once and never get lost:
   hands them over (``Delivery.handlers_done``), so a later run skips them. A replay of a
   done delivery (:meth:`Journal.requeue`) runs them all again; a redelivered or replayed
   failed one runs only those that had not finished.
+- :meth:`Journal.take_turn` lets one replica at a time do a periodic job (the redelivery
+  sweep), and :meth:`Journal.last_success` says when it last succeeded.
 
 Implementations: :class:`~framework.journal.sqlite.SQLiteJournal` (a file beside the bot,
 the default) and :class:`~framework.journal.redis.RedisJournal` (``REDIS_URL``, for several
@@ -173,6 +175,22 @@ class Journal(Protocol):
     def damaged(self) -> str | None:
         """What damage was found in the journal's storage, or None: while damaged, the bot
         accepts no delivery and ``/readyz`` answers 503."""
+        ...
+
+    # Turns: periodic work done by one replica at a time (the redelivery sweep).
+
+    async def take_turn(self, job: str, holder: str, seconds: float) -> bool:
+        """Hold ``job`` for ``seconds`` from now (``holder`` holding it already: extend it);
+        True if ``holder`` holds it now, False while another holder does."""
+        ...
+
+    async def end_turn(self, job: str, holder: str, succeeded_at: float | None) -> None:
+        """Let go of ``job``; ``succeeded_at`` (when a run that succeeded began) is kept for
+        :meth:`last_success`, unless a later one is kept already."""
+        ...
+
+    async def last_success(self, job: str) -> float | None:
+        """When the last run of ``job`` that succeeded began (epoch seconds), or None."""
         ...
 
 

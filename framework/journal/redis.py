@@ -206,6 +206,24 @@ redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
 return 1
 """
 
+# KEYS: the job's turn; ARGV: holder, milliseconds
+_TAKE_TURN = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: the job's turn, its last success; ARGV: holder, succeeded at ('' if it did not)
+_END_TURN = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if ARGV[2] ~= '' then
+  local kept = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tonumber(ARGV[2]) > kept then redis.call('SET', KEYS[2], ARGV[2]) end
+end
+return 0
+"""
+
 
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
@@ -545,6 +563,25 @@ class RedisJournal(ClaimFinisher):
                 pipe.zrem(self._failed, delivery_id)
                 await pipe.execute()
         return len(ids)
+
+    # Turns: a key that expires, so a replica that dies mid-turn holds it no longer ------
+
+    async def take_turn(self, job: str, holder: str, seconds: float) -> bool:
+        """Hold ``job`` for ``seconds`` unless another holder's turn is still running."""
+        keys = [f"{self._prefix}turn:{job}"]
+        taken = self._raw.eval(_TAKE_TURN, len(keys), *keys, holder, max(1, int(seconds * 1000)))
+        return bool(await self._guard(taken))
+
+    async def end_turn(self, job: str, holder: str, succeeded_at: float | None) -> None:
+        """Let go of ``job`` (if ``holder`` still holds it); keep ``succeeded_at``."""
+        keys = [f"{self._prefix}turn:{job}", f"{self._prefix}succeeded:{job}"]
+        at = "" if succeeded_at is None else repr(succeeded_at)
+        await self._guard(self._raw.eval(_END_TURN, len(keys), *keys, holder, at))
+
+    async def last_success(self, job: str) -> float | None:
+        """When the last successful run of ``job`` began, or None."""
+        raw = await self._guard(self._raw.get(f"{self._prefix}succeeded:{job}"))
+        return None if raw is None else float(raw)
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -99,6 +99,17 @@ CREATE TABLE IF NOT EXISTS handlers_done (
 SCHEMA_VERSION = 4
 # 1: bodies inside the database (before release); 2: bodies unchecked; 3: no handlers_done
 
+TURNS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS turns (
+    job TEXT PRIMARY KEY,
+    holder TEXT,
+    held_until REAL NOT NULL DEFAULT 0,
+    succeeded_at REAL
+);
+"""
+"""Periodic jobs' turns (:meth:`SQLiteJournal.take_turn`): created on open, whatever the
+version, as a table an older journal simply lacks."""
+
 _COLUMNS = (
     "id, name, action, installation_id, headers, body_file, body_offset, body_length, status,"
     " attempts, received_at, not_before, finished_at, last_error, body_crc"
@@ -415,7 +426,7 @@ class SQLiteJournal(ClaimFinisher):
                 f"the delivery journal {self.path} has another layout (version {version}, "
                 f"this framework writes {SCHEMA_VERSION}); move it aside to start afresh"
             )
-        for statement in SCHEMA.split(";"):
+        for statement in (SCHEMA + TURNS_SCHEMA).split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -873,6 +884,54 @@ class SQLiteJournal(ClaimFinisher):
         deleted = int(await self._call(work))
         await self._call(remove_bodies)
         return deleted
+
+    # Turns -----------------------------------------------------------------------------
+
+    async def take_turn(self, job: str, holder: str, seconds: float) -> bool:
+        """Hold ``job`` for ``seconds`` unless another holder's turn is still running."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            conn.execute(
+                "INSERT INTO turns (job, holder, held_until) VALUES (?, ?, ?)"
+                " ON CONFLICT (job) DO UPDATE SET holder = excluded.holder,"
+                " held_until = excluded.held_until"
+                " WHERE turns.holder IS NULL OR turns.holder = excluded.holder"
+                " OR turns.held_until < ?",
+                (job, holder, now + seconds, now),
+            )
+            row = conn.execute("SELECT holder FROM turns WHERE job = ?", (job,)).fetchone()
+            return bool(row is not None and row[0] == holder)
+
+        return bool(await self._call(work))
+
+    async def end_turn(self, job: str, holder: str, succeeded_at: float | None) -> None:
+        """Let go of ``job`` (if ``holder`` still holds it); keep ``succeeded_at``."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE turns SET holder = NULL, held_until = 0 WHERE job = ? AND holder = ?",
+                (job, holder),
+            )
+            if succeeded_at is not None:
+                conn.execute(
+                    "INSERT INTO turns (job, succeeded_at) VALUES (?, ?) ON CONFLICT (job)"
+                    " DO UPDATE SET succeeded_at = max(coalesce(turns.succeeded_at, 0),"
+                    " excluded.succeeded_at)",
+                    (job, succeeded_at),
+                )
+
+        await self._call(work)
+
+    async def last_success(self, job: str) -> float | None:
+        """When the last successful run of ``job`` began, or None."""
+
+        def work(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute("SELECT succeeded_at FROM turns WHERE job = ?", (job,)).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        found: float | None = await self._call(work)
+        return found
 
     async def close(self) -> None:
         """Finish queued operations and close the file."""

@@ -214,13 +214,49 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+TRACE = 5
+"""Below ``DEBUG``: Probot's ``trace`` (and uvicorn's, which logs each ASGI message at it)."""
+logging.addLevelName(TRACE, "TRACE")
+
+_LEVELS = {
+    "trace": "trace",
+    "debug": "debug",
+    "info": "info",
+    "warn": "warning",
+    "warning": "warning",
+    "error": "error",
+    "fatal": "critical",
+    "critical": "critical",
+}
+LEVEL_NAMES = ("trace", "debug", "info", "warning", "error", "critical")
+"""The level names :func:`level_name` gives: Python's, and uvicorn's ``trace``."""
+
+
+def level_name(text: str) -> str:
+    """The log level ``LOG_LEVEL`` names, in Probot's spelling (``trace``, ``debug``,
+    ``info``, ``warn``, ``error``, ``fatal``) or Python's (``warning``, ``critical``), as
+    the name Python and uvicorn know; ValueError listing both spellings if it is neither.
+
+    >>> level_name("warn"), level_name("FATAL"), level_name(" Info ")
+    ('warning', 'critical', 'info')
+    """
+    found = _LEVELS.get(text.strip().lower())
+    if found is None:
+        raise ValueError(
+            f"{text!r} is not a log level: use trace, debug, info, warn, error or fatal "
+            "(or warning, critical)"
+        )
+    return found
+
+
 def configure_logging(level: str = "info", fmt: str = "pretty") -> None:
-    """Send the framework's, the bot's and uvicorn's logs to stderr in the chosen format."""
+    """Send the framework's, the bot's and uvicorn's logs to stderr in the chosen format
+    (``level`` in either spelling :func:`level_name` reads)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else PrettyFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level_name(level).upper())
     # uvicorn's loggers write through the root's handler (run() gives uvicorn no config).
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)

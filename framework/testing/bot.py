@@ -233,6 +233,8 @@ async def run_bot(
     instead of a free one). Only these values count: the environment
     and ``.env`` are not read. A failing handler fails its delivery at once
     (``retry_max_attempts=1``) so its error is in the result without waiting for retries.
+    The bot does not sweep for failed deliveries unless the test asks
+    (``redelivery_sync_interval=900``: against ``bot.fake.add_hook_delivery``).
 
     On exit the bot drains and stops (its journal is closed), then the fake stops. The same
     ``app`` can be run again in the next test.
@@ -275,6 +277,7 @@ async def run_bot(
                 "journal_sync": "normal",  # a test need not survive a power cut
                 "retry_max_attempts": 1,
                 "shutdown_grace_seconds": 5,
+                "redelivery_sync_interval": 0,  # no sweep to count among the fake's calls
             }
             if "github" in urls:
                 values |= {

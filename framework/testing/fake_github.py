@@ -566,8 +566,16 @@ class FakeGitHub:
         self, installation_id: int, *, remaining: int, limit: int = RATE_LIMIT
     ) -> None:
         """Set an installation's REST budget; at ``remaining=0`` requests get 403, as on GitHub."""
+        self._set_budget(("installation", installation_id), remaining, limit)
+
+    def set_app_rate_limit(self, *, remaining: int, limit: int = RATE_LIMIT) -> None:
+        """Set the app's own REST budget (requests with its JWT, ``/app/...``), as
+        :meth:`set_rate_limit` does an installation's."""
+        self._set_budget(("app", self.app_id), remaining, limit)
+
+    def _set_budget(self, bucket: tuple[str, int], remaining: int, limit: int) -> None:
         with self._lock:
-            window = self._rate_window(("installation", installation_id), time.time())
+            window = self._rate_window(bucket, time.time())
             window.limit = limit
             window.used = limit - remaining
 
