@@ -1,10 +1,14 @@
 """Settings: Probot's variable names, .env files, and one clear line per problem."""
 
+import logging
 from pathlib import Path
 
 import pytest
+from uvicorn.config import LOG_LEVELS
 
 from framework.errors import ConfigurationError
+from framework.observe.log import configure_logging
+from framework.server.serving import uvicorn_config
 from framework.settings import Settings, load_settings
 from framework.testing import generate_app_key
 
@@ -140,3 +144,47 @@ def test_valid_settings_pass_the_serving_check() -> None:
         problems=Settings.problems_for_serving, app_id=" 42 ", webhook_secret="s", private_key=PEM
     )
     assert settings.app_id == "42"
+
+
+@pytest.mark.parametrize(
+    ("given", "name", "level"),
+    [
+        ("trace", "trace", 5),  # Probot's; uvicorn's too
+        ("debug", "debug", logging.DEBUG),
+        ("info", "info", logging.INFO),
+        ("warn", "warning", logging.WARNING),  # Probot's
+        ("warning", "warning", logging.WARNING),
+        ("error", "error", logging.ERROR),
+        ("fatal", "critical", logging.CRITICAL),  # Probot's
+        ("critical", "critical", logging.CRITICAL),
+        ("WARN", "warning", logging.WARNING),
+        (" Debug ", "debug", logging.DEBUG),
+    ],
+)
+def test_log_level_takes_probots_spellings_and_pythons(
+    monkeypatch: pytest.MonkeyPatch, given: str, name: str, level: int
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", given)
+    settings = load_settings()  # LOG_LEVEL=warn used to stop the bot here
+    assert settings.log_level == name
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    try:
+        configure_logging(settings.log_level, settings.log_format)
+        assert root.level == level
+    finally:
+        root.setLevel(before[0])
+        root.handlers[:] = before[1]
+    # uvicorn knows the name too (it would refuse warn or fatal at start-up).
+    assert LOG_LEVELS[uvicorn_config(object(), settings).log_level] == level
+
+
+@pytest.mark.parametrize("given", ["loud", "warnings", "5", ""])
+def test_an_unknown_log_level_names_both_spellings(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", given)
+    with pytest.raises(ConfigurationError) as err:
+        load_settings()
+    assert "LOG_LEVEL" in str(err.value)
+    assert "trace, debug, info, warn, error or fatal (or warning, critical)" in str(err.value)
