@@ -9,6 +9,8 @@ python -m framework deliveries salvage
 
 They read the same settings as the bot (``JOURNAL_PATH`` or ``REDIS_URL``; ``sync`` also the
 app's ``APP_ID`` and key), and can run while the bot runs; ``salvage`` only while it does not.
+A running bot sweeps as ``sync`` does by itself, every ``REDELIVERY_SYNC_INTERVAL``
+(:mod:`framework.platforms.redelivery`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The reference platform: every other module says how it differs from this one. De
 signed with HMAC-SHA256 of the raw body (legacy sha1 on request), sent as JSON or as a form
 whose ``payload`` field holds the JSON; the event name and the delivery id come from headers,
 the action from the body. GitHub lists failed deliveries and redelivers them on request
-(``deliveries sync``).
+(:mod:`framework.platforms.redelivery`: the bot's own sweep, ``deliveries sync``).
 
 >>> from framework.webhooks.signature import SignatureVerifier, sign
 >>> body = b'{"action":"opened","issue":{"number":7}}'
