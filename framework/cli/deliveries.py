@@ -175,9 +175,7 @@ async def purge(journal: Journal, args: argparse.Namespace) -> int:
 async def sync(app: App, journal: Journal, args: argparse.Namespace) -> int:
     """Find deliveries GitHub failed to deliver and the journal never stored; redeliver them."""
     while True:
-        asked = await sweep(
-            app.github, journal, time.time() - args.since, dry_run=args.dry_run, pause=_paused
-        )
+        asked = await sweep(app.github, journal, time.time() - args.since, dry_run=args.dry_run)
         verb = "would ask" if args.dry_run else "asked"
         print(f"{verb} GitHub to redeliver {len(asked)} deliveries" + "".join(
             f"\n  {guid}" for guid in asked
@@ -186,11 +184,6 @@ async def sync(app: App, journal: Journal, args: argparse.Namespace) -> int:
             return 0
         sys.stdout.flush()
         await asyncio.sleep(args.every)
-
-
-async def _paused(seconds: float) -> None:
-    print(f"GitHub's rate limit: resuming in {seconds:.0f} s", flush=True)
-    await asyncio.sleep(seconds)
 
 
 Command = Callable[[App, Journal, argparse.Namespace], Awaitable[int]]

@@ -164,7 +164,9 @@ class _Patient:
                 self._pauses += 1
                 if self._pauses > RATE_LIMIT_PAUSES:
                     raise
-                await self._pause(rate_limit_pause(exc))
+                seconds = rate_limit_pause(exc)
+                logger.warning("GitHub's rate limit: the sweep resumes in %.0f s", seconds)
+                await self._pause(seconds)
 
 
 def sweep_since(now: float, last_success: float | None, window: float) -> float:
@@ -299,9 +301,6 @@ class RedeliverySchedule:
         # The turn outlasts the wait: no other replica starts the same sweep meanwhile.
         if not await self.journal.take_turn(self.job, self.holder, seconds + TURN_SECONDS):
             raise TurnLost("another replica took the redelivery sweep's turn")
-        logger.warning(
-            "%s's rate limit: the redelivery sweep resumes in %.0f s", self.platform, seconds
-        )
         await self.sleep(seconds)
 
 
