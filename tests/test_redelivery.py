@@ -56,15 +56,14 @@ class Stop(Exception):
 
 
 def settings(fake_url: str, tmp_path: Path, **values: Any) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        app_id=str(APP_ID),
-        private_key=PEM,
-        webhook_secret=SECRET,
-        github_api_url=fake_url,
-        journal_path=tmp_path / "deliveries.sqlite3",
-        **values,
-    )
+    defaults: dict[str, Any] = {
+        "app_id": str(APP_ID),
+        "private_key": PEM,
+        "webhook_secret": SECRET,
+        "github_api_url": fake_url,
+        "journal_path": tmp_path / "deliveries.sqlite3",
+    }
+    return Settings(_env_file=None, **(defaults | values))  # type: ignore[call-arg]
 
 
 @pytest.fixture
@@ -396,27 +395,27 @@ async def _swept_app(app: App) -> bool:
     return await _swept(await app.open_journal())
 
 
-def test_the_default_interval_needs_the_apps_credentials(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("values", "interval"),
+    [
+        ({}, 900.0),  # the default, with the app's credentials
+        ({"redelivery_sync_interval": "1h"}, 3600.0),
+        ({"redelivery_sync_interval": "90"}, 90.0),
+        ({"redelivery_sync_interval": "0"}, 0.0),
+        ({"app_id": None}, 0.0),  # no app to list deliveries with
+    ],
+)
+def test_the_interval_is_15_minutes_with_the_apps_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: dict[str, Any], interval: float
 ) -> None:
     monkeypatch.delenv("REDELIVERY_SYNC_INTERVAL")
-    bare = Settings(_env_file=None, webhook_secret=SECRET)  # type: ignore[call-arg]
-    assert bare.redelivery_interval() == 0  # nothing to list deliveries with
-    with_app = settings("http://127.0.0.1:1", tmp_path)
-    assert with_app.redelivery_interval() == 900
-    assert (
-        settings(
-            "http://127.0.0.1:1", tmp_path, redelivery_sync_interval="1h"
-        ).redelivery_interval()
-        == 3600
-    )
-    assert (
-        settings("http://127.0.0.1:1", tmp_path, redelivery_sync_interval=0).redelivery_interval()
-        == 0
-    )
-    assert (
-        settings("http://127.0.0.1:1", tmp_path, redelivery_window="7d").redelivery_window
-        == 7 * DAY
+    assert settings("http://127.0.0.1:1", tmp_path, **values).redelivery_interval() == interval
+
+
+def test_the_first_sweeps_window_is_githubs_unless_set(tmp_path: Path) -> None:
+    assert settings("http://127.0.0.1:1", tmp_path).redelivery_window == 3 * DAY
+    assert settings("http://127.0.0.1:1", tmp_path, redelivery_window="7d").redelivery_window == (
+        7 * DAY
     )
 
 
