@@ -25,7 +25,7 @@ from framework.platforms.redelivery import (
     sweep_since,
     to_redeliver,
 )
-from framework.testing import FakeGitHub, serve_async
+from framework.testing import FakeGitHub, run_bot, serve_async
 from framework.webhooks.delivery import Delivery
 from tests.support import APP_ID, PEM, SECRET, RedisServer, issue_opened
 
@@ -479,3 +479,15 @@ async def test_the_cli_sync_and_the_tunnel_use_the_same_sweep(
         await journal.close()
     assert asked == ["g-taken-by-the-channel"]
     assert fake.redeliveries == [taken]
+
+
+async def test_a_bot_under_run_bot_sweeps_only_when_the_test_asks() -> None:
+    for interval, listings in ((None, 0), (900, 1)):
+        app = App()
+        options = {} if interval is None else {"redelivery_sync_interval": interval}
+        async with run_bot(app, **options) as bot:
+            names = {task.get_name() for task in asyncio.all_tasks()}
+            assert ("redelivery:github" in names) is bool(listings)
+            if listings:
+                await eventually(lambda: _swept_app(app))  # noqa: B023 - awaited at once
+        assert len(bot.fake.calls_to("GET", "/app/hook/deliveries")) == listings
