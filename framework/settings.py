@@ -29,8 +29,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from framework.common.durations import seconds
+from framework.common.log_levels import level_name
 from framework.errors import ConfigurationError
-from framework.observe.log import level_name
 
 
 class Settings(BaseSettings):

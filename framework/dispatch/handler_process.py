@@ -41,7 +41,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from framework.dispatch.runner import Runner, consumer_name
+from framework.dispatch.runner import Runner
+from framework.journal import consumer_name
 
 if TYPE_CHECKING:
     from framework.journal import Journal

@@ -25,9 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -35,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from framework.dispatch.retry import RetryPolicy, describe
 from framework.errors import Unavailable
+from framework.journal import consumer_name
 from framework.observe import hooks
 from framework.webhooks.delivery import Delivery
 from framework.webhooks.load import ReceiverLoad
@@ -46,11 +44,6 @@ RunHandlers = Callable[..., Awaitable[list[BaseException]]]
 """``run(delivery, report=..., done=...)``: run a delivery's handlers, recording each that
 finishes with ``done``; return their errors
 (:meth:`framework.dispatch.dispatcher.Dispatcher.run`)."""
-
-
-def consumer_name(pid: int | None = None) -> str:
-    """A runner's name in the journal: host, pid and a random part (unique among runners)."""
-    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}:{secrets.token_hex(3)}"
 
 
 logger = logging.getLogger("framework.dispatch.runner")

@@ -25,11 +25,19 @@ replicas).
 from __future__ import annotations
 
 import enum
+import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from framework.errors import Unavailable
 from framework.webhooks.delivery import Delivery
+
+
+def consumer_name(pid: int | None = None) -> str:
+    """A runner's name in the journal: host, pid and a random part (unique among runners)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}:{secrets.token_hex(3)}"
 
 
 class JournalUnavailable(Unavailable):

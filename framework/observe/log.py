@@ -26,6 +26,8 @@ from collections import OrderedDict
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
+from framework.common.log_levels import level_name
+
 FIELDS = "bound_fields"
 
 _JSON_NAMES = {"delivery": "delivery_id"}
@@ -217,36 +219,6 @@ class JSONFormatter(logging.Formatter):
 TRACE = 5
 """Below ``DEBUG``: Probot's ``trace`` (and uvicorn's, which logs each ASGI message at it)."""
 logging.addLevelName(TRACE, "TRACE")
-
-_LEVELS = {
-    "trace": "trace",
-    "debug": "debug",
-    "info": "info",
-    "warn": "warning",
-    "warning": "warning",
-    "error": "error",
-    "fatal": "critical",
-    "critical": "critical",
-}
-LEVEL_NAMES = ("trace", "debug", "info", "warning", "error", "critical")
-"""The level names :func:`level_name` gives: Python's, and uvicorn's ``trace``."""
-
-
-def level_name(text: str) -> str:
-    """The log level ``LOG_LEVEL`` names, in Probot's spelling (``trace``, ``debug``,
-    ``info``, ``warn``, ``error``, ``fatal``) or Python's (``warning``, ``critical``), as
-    the name Python and uvicorn know; ValueError listing both spellings if it is neither.
-
-    >>> level_name("warn"), level_name("FATAL"), level_name(" Info ")
-    ('warning', 'critical', 'info')
-    """
-    found = _LEVELS.get(text.strip().lower())
-    if found is None:
-        raise ValueError(
-            f"{text!r} is not a log level: use trace, debug, info, warn, error or fatal "
-            "(or warning, critical)"
-        )
-    return found
 
 
 def configure_logging(level: str = "info", fmt: str = "pretty") -> None:

@@ -35,9 +35,8 @@ import httpx
 
 from framework.client.rest import GitHubClient
 from framework.common.backoff import backoff
-from framework.dispatch.runner import consumer_name
 from framework.errors import FrameworkError, RateLimited
-from framework.journal import Journal
+from framework.journal import Journal, consumer_name
 from framework.webhooks.delivery import delivery_key
 
 logger = logging.getLogger("framework.redelivery")
