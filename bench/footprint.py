@@ -6,8 +6,8 @@ Starts, in turn, the floor receiver (``bench/floor.py``: uvicorn and one Starlet
 least a webhook receiver is) and the labeler (``python -m framework run sample_bots/labeler.py``)
 with ``HANDLER_PROCESSES`` 1 (the default) and 0, each against the bench's fake GitHub. For each
 start it records the wall time from ``Popen`` until ``GET /healthz`` answers 200 (the floor
-has no such route: until it answers HTTP at all), then, after ``--idle`` seconds without traffic, the resident memory (VmRSS) summed
-over the process and every process it started. The rounds interleave the targets, so a
+has no such route: until it answers HTTP at all), then, after ``--idle`` seconds without
+traffic, the resident memory (VmRSS) summed over the process and every process it started. The rounds interleave the targets, so a
 machine that slows down slows them all; the figures are min / median / max, and the labeler's
 ratios to the floor, round by round.
 
@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import (  # noqa: E402 - the bench's own helpers, beside this file
+from run import (
     APP_ID,
     BENCH,
     INSTALLATION_ID,
@@ -41,7 +41,7 @@ from run import (  # noqa: E402 - the bench's own helpers, beside this file
     process_tree,
 )
 
-from framework.testing.fake_github import generate_app_key  # noqa: E402
+from framework.testing.fake_github import generate_app_key
 
 POLL_SECONDS = 0.005
 START_TIMEOUT = 30.0
