@@ -7,9 +7,9 @@ least a webhook receiver is) and the labeler (``python -m framework run sample_b
 with ``HANDLER_PROCESSES`` 1 (the default) and 0, each against the bench's fake GitHub. For each
 start it records the wall time from ``Popen`` until ``GET /healthz`` answers 200 (the floor
 has no such route: until it answers HTTP at all), then, after ``--idle`` seconds without
-traffic, the resident memory (VmRSS) summed over the process and every process it started. The rounds interleave the targets, so a
-machine that slows down slows them all; the figures are min / median / max, and the labeler's
-ratios to the floor, round by round.
+traffic, the resident memory (VmRSS) summed over the process and every process it started.
+The rounds interleave the targets, so a machine that slows down slows them all; the figures
+are min / median / max, and the labeler's ratios to the floor, round by round.
 
 Issue 14's targets: start-up to ``/healthz`` at most 1 s on an idle machine, idle RSS of the
 whole bot at most 80 MiB.
