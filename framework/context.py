@@ -214,22 +214,25 @@ class Context(Generic[E]):
         return sender is not None and sender.type == "Bot"
 
     def _owner_repo(self) -> tuple[str, str]:
-        repository = self.event.repository
-        if repository is None:
+        # From the payload's few fields, not the typed event: a handler that only needs the
+        # repository does not pay for building the whole model.
+        repository = self.delivery.subject.get("repository")
+        owner = repository.get("owner") if isinstance(repository, dict) else None
+        login = owner.get("login") if isinstance(owner, dict) else None
+        name = repository.get("name") if isinstance(repository, dict) else None
+        if not isinstance(login, str) or not isinstance(name, str):
             raise ValueError(f"the {self.delivery.key} event has no repository")
-        return repository.owner.login, repository.name
+        return login, name
 
     def _number(self, *fields: str) -> Any:
+        subject = self.delivery.subject
         for name in fields:
-            subject = getattr(self.event, name, None)
-            number = (
-                subject.get("number")
-                if isinstance(subject, dict)
-                else getattr(subject, "number", None)
-            )
-            if number is not None:
+            holder = subject.get(name)
+            number = holder.get("number") if isinstance(holder, dict) else None
+            if isinstance(number, int):
                 return number
-        return getattr(self.event, "number", None)
+        number = subject.get("number")
+        return number if isinstance(number, int) else None
 
     def repo(self, **extra: Any) -> dict[str, Any]:
         """``{"owner": ..., "repo": ...}`` of the event's repository, merged with ``extra``.

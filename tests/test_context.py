@@ -93,3 +93,39 @@ def test_bound_fields_reach_both_formats() -> None:
     assert (entry["handler"], entry["label"]) == ("greet", "x")
     pretty = PrettyFormatter().format(record)
     assert "labelled it" in pretty and "delivery=d-9" in pretty and "installation=42" in pretty
+
+
+async def test_the_repository_and_number_are_read_without_building_the_typed_event() -> None:
+    ctx = context_for("issue_comment", "issue_comment.created.json")
+    assert ctx.repo_full_name == "Codertocat/Hello-World"
+    assert ctx.issue()["issue_number"] == 1
+    assert ctx.delivery._event is None  # the model was never built
+    assert isinstance(ctx.event, IssueCommentCreated)
+
+
+@pytest.mark.parametrize(
+    ("body", "subject"),
+    [
+        (b'{"repository": {"name": "r", "owner": {"login": "o"}, "private": false}}',
+         {"repository": {"name": "r", "owner": {"login": "o"}}}),
+        (b'{"pull_request": {"number": 3, "title": "t"}, "number": 3}',
+         {"pull_request": {"number": 3}, "number": 3}),
+        (b'{"issue": {"number": "7"}}', {"issue": {"number": "7"}}),  # odd: read as it is
+        (b"[1, 2]", {}),
+        (b"not json", {}),
+    ],
+)  # fmt: skip
+def test_what_a_payload_is_about(body: bytes, subject: dict[str, Any]) -> None:
+    from framework.events.parse import decode_subject
+
+    assert decode_subject(body) == subject
+
+
+async def test_a_payload_whose_repository_is_odd_has_no_repository() -> None:
+    app = App(Settings(webhook_secret="x"))
+    delivery = Delivery.from_body("d-2", "issues", b'{"repository": {"name": 5}, "issue": {}}')
+    ctx = Context(app, delivery, bind(logging.getLogger("t"), delivery="d-2"))
+    with pytest.raises(ValueError, match="has no repository"):
+        _ = ctx.repo_full_name
+    with pytest.raises(ValueError, match="no issue or pull request"):
+        ctx.issue()

@@ -18,7 +18,12 @@ from typing import Any
 from framework.common.encoding import compact_json
 from framework.errors import InvalidPayload
 from framework.events import Event
-from framework.events.parse import decode_payload, decode_routing, parse_event_json
+from framework.events.parse import (
+    decode_payload,
+    decode_routing,
+    decode_subject,
+    parse_event_json,
+)
 
 GITHUB = "github"
 OTHER_PLATFORMS = ("atomgit", "coding", "tapd")
@@ -88,6 +93,7 @@ class Delivery:
     run: a retry, a recovery or a redelivery runs only the others."""
     _payload: dict[str, Any] | None = field(default=None, repr=False)
     _event: Event | None = field(default=None, repr=False)
+    _subject: dict[str, Any] | None = field(default=None, repr=False)
 
     @classmethod
     def from_body(
@@ -122,6 +128,17 @@ class Delivery:
         if self._payload is None:
             self._payload = decode_payload(self.body)
         return self._payload
+
+    @property
+    def subject(self) -> dict[str, Any]:
+        """What the payload is about (its repository, issue or pull request number), read
+        without building the rest: ``ctx.repo_full_name`` and ``ctx.issue()`` need no more.
+        """
+        if self._subject is None:
+            self._subject = (
+                self._payload if self._payload is not None else decode_subject(self.body)
+            )
+        return self._subject
 
     @property
     def event(self) -> Event:
