@@ -39,6 +39,7 @@ VERIFIER = SignatureVerifier([SECRET])
         ("atomgit", "a-1", "atomgit:a-1"),
         ("coding", "c:1", "coding:c:1"),
         ("tapd", "1180173432", "tapd:1180173432"),
+        ("github", "tapd:1", "github:tapd:1"),  # an unsigned header cannot pose as TAPD's
     ],
 )
 def test_deliveries_are_keyed_by_platform_and_id(platform: str, native: str, key: str) -> None:

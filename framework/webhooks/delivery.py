@@ -26,22 +26,23 @@ from framework.events.parse import (
 )
 
 GITHUB = "github"
-OTHER_PLATFORMS = ("atomgit", "coding", "tapd")
-"""Platforms whose delivery ids carry their name in the journal."""
 
 
 def delivery_key(platform: str, delivery_id: str) -> str:
     """The journal's key of a platform's delivery: keyed by platform and delivery id.
 
     GitHub's GUID stays alone, as before there were other platforms (a redelivery across an
-    upgrade is still a duplicate); the others are ``platform:id``.
+    upgrade is still a duplicate); the others, and a GitHub id with a colon in it (never a
+    real GUID), are ``platform:id``, so no id can pass for another platform's.
 
     >>> delivery_key("github", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
     '72d3162e-cc78-11e3-81ab-4c9367dc0958'
-    >>> delivery_key("tapd", "1180173432")
-    'tapd:1180173432'
+    >>> delivery_key("tapd", "1180173432"), delivery_key("github", "tapd:1")
+    ('tapd:1180173432', 'github:tapd:1')
     """
-    return delivery_id if platform == GITHUB else f"{platform}:{delivery_id}"
+    if platform == GITHUB and ":" not in delivery_id:
+        return delivery_id
+    return f"{platform}:{delivery_id}"
 
 
 def split_delivery_key(key: str) -> tuple[str, str]:
@@ -49,9 +50,11 @@ def split_delivery_key(key: str) -> tuple[str, str]:
 
     >>> split_delivery_key("tapd:1180173432"), split_delivery_key("72d3162e")
     (('tapd', '1180173432'), ('github', '72d3162e'))
+    >>> split_delivery_key("github:tapd:1")
+    ('github', 'tapd:1')
     """
     platform, colon, rest = key.partition(":")
-    if colon and platform in OTHER_PLATFORMS:
+    if colon:
         return platform, rest
     return GITHUB, key
 
