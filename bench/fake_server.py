@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections import Counter
 
 import uvicorn
@@ -26,8 +27,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from framework.testing import FakeGitHub
 
 STATS_PATH = "/__bench/stats"
+LABELS_PATH = "/__bench/labels"
 CLEAR_CALLS_EVERY = 2000
-_LABELS = re.compile(r"^/repos/[^/]+/[^/]+/issues/\d+/labels$")
+_LABELS = re.compile(r"^/repos/[^/]+/[^/]+/issues/(\d+)/labels$")
 _MINT = re.compile(r"^/app/installations/\d+/access_tokens$")
 
 
@@ -46,6 +48,8 @@ class CountingFake:
         self.fake = fake
         self.app: ASGIApp = fake.app
         self.counts: Counter[tuple[str, int]] = Counter()
+        self.label_times: dict[int, list[float]] = {}
+        """When each issue got a label (wall clock, 2xx answers only), until :meth:`forget`."""
         self._since_clear = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,7 +67,11 @@ class CountingFake:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            self.counts[(_kind(scope["method"], scope["path"]), status)] += 1
+            kind = _kind(scope["method"], scope["path"])
+            self.counts[(kind, status)] += 1
+            if kind == "label" and 200 <= status < 300:
+                number = int(_LABELS.match(scope["path"]).group(1))  # type: ignore[union-attr]
+                self.label_times.setdefault(number, []).append(time.time())
             self._since_clear += 1
             if self._since_clear >= CLEAR_CALLS_EVERY:
                 self.fake.clear_calls()
@@ -103,7 +111,20 @@ def build() -> Starlette:
     async def stats(_: Request) -> JSONResponse:
         return JSONResponse(counting.stats())
 
-    return Starlette(routes=[Route(STATS_PATH, stats, methods=["GET"]), Mount("/", counting)])
+    async def labels(request: Request) -> JSONResponse:
+        """When each issue was labelled; ``DELETE`` forgets them (between bursts)."""
+        times = counting.label_times
+        if request.method == "DELETE":
+            counting.label_times = {}
+        return JSONResponse({str(number): at for number, at in times.items()})
+
+    return Starlette(
+        routes=[
+            Route(STATS_PATH, stats, methods=["GET"]),
+            Route(LABELS_PATH, labels, methods=["GET", "DELETE"]),
+            Mount("/", counting),
+        ]
+    )
 
 
 def main() -> None:
