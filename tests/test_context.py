@@ -103,24 +103,6 @@ async def test_the_repository_and_number_are_read_without_building_the_typed_eve
     assert isinstance(ctx.event, IssueCommentCreated)
 
 
-@pytest.mark.parametrize(
-    ("body", "subject"),
-    [
-        (b'{"repository": {"name": "r", "owner": {"login": "o"}, "private": false}}',
-         {"repository": {"name": "r", "owner": {"login": "o"}}}),
-        (b'{"pull_request": {"number": 3, "title": "t"}, "number": 3}',
-         {"pull_request": {"number": 3}, "number": 3}),
-        (b'{"issue": {"number": "7"}}', {"issue": {"number": "7"}}),  # odd: read as it is
-        (b"[1, 2]", {}),
-        (b"not json", {}),
-    ],
-)  # fmt: skip
-def test_what_a_payload_is_about(body: bytes, subject: dict[str, Any]) -> None:
-    from framework.events.parse import decode_subject
-
-    assert decode_subject(body) == subject
-
-
 async def test_a_payload_whose_repository_is_odd_has_no_repository() -> None:
     app = App(Settings(webhook_secret="x"))
     delivery = Delivery.from_body("d-2", "issues", b'{"repository": {"name": 5}, "issue": {}}')

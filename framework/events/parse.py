@@ -107,56 +107,6 @@ def decode_routing(body: bytes | bytearray | memoryview | str) -> dict[str, Any]
     return fields
 
 
-def _optional(schema: core_schema.CoreSchema) -> core_schema.TypedDictField:
-    return core_schema.typed_dict_field(core_schema.nullable_schema(schema), required=False)
-
-
-def _only(**fields: core_schema.CoreSchema) -> core_schema.CoreSchema:
-    """An object of which only ``fields`` are read (when they have the right type)."""
-    return core_schema.typed_dict_schema(
-        {name: _optional(schema) for name, schema in fields.items()}, extra_behavior="ignore"
-    )
-
-
-_NUMBERED = _only(number=core_schema.int_schema(strict=True))
-_SUBJECT = SchemaValidator(
-    core_schema.union_schema(
-        [
-            _only(
-                repository=_only(
-                    name=core_schema.str_schema(),
-                    full_name=core_schema.str_schema(),
-                    owner=_only(login=core_schema.str_schema()),
-                ),
-                issue=_NUMBERED,
-                pull_request=_NUMBERED,
-                number=core_schema.int_schema(strict=True),
-            ),
-            core_schema.any_schema(),  # a field of another shape: the payload as it is
-        ]
-    )
-)
-
-
-def decode_subject(body: bytes | bytearray | memoryview | str) -> dict[str, Any]:
-    """What a payload is about, read from its JSON without building the rest: the
-    repository's ``name``, ``full_name`` and ``owner.login``, and the ``number`` of its
-    ``issue``, ``pull_request`` or itself (those present). A payload where one of them has
-    another type is returned whole: a reader checks types, as for any payload.
-
-    >>> decode_subject(b'{"repository": {"name": "app", "owner": {"login": "octo"}, "x": 1},'
-    ...                b' "issue": {"number": 7, "body": "long"}}')
-    {'repository': {'name': 'app', 'owner': {'login': 'octo'}}, 'issue': {'number': 7}}
-    """
-    if isinstance(body, memoryview):
-        body = body.tobytes()
-    try:
-        found = _SUBJECT.validate_json(body)
-    except pydantic_core.ValidationError:
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def _invalid(name: str, action: object, cls: type[Event], exc: ValidationError) -> InvalidPayload:
     label = f"{name}.{action}" if isinstance(action, str) else name
     problems = "; ".join(

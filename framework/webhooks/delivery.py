@@ -21,7 +21,6 @@ from framework.events import Event
 from framework.events.parse import (
     decode_payload,
     decode_routing,
-    decode_subject,
     parse_event_json,
 )
 
@@ -96,7 +95,6 @@ class Delivery:
     run: a retry, a recovery or a redelivery runs only the others."""
     _payload: dict[str, Any] | None = field(default=None, repr=False)
     _event: Event | None = field(default=None, repr=False)
-    _subject: dict[str, Any] | None = field(default=None, repr=False)
 
     @classmethod
     def from_body(
@@ -133,19 +131,12 @@ class Delivery:
         return self._payload
 
     @property
-    def subject(self) -> dict[str, Any]:
-        """What the payload is about (its repository, issue or pull request number), read
-        without building the rest: ``ctx.repo_full_name`` and ``ctx.issue()`` need no more.
-        """
-        if self._subject is None:
-            self._subject = (
-                self._payload if self._payload is not None else decode_subject(self.body)
-            )
-        return self._subject
-
-    @property
     def event(self) -> Event:
-        """The typed event, parsed once on first access and shared by every handler."""
+        """The typed event, built once on first access and shared by every handler.
+
+        Built from :attr:`payload` when something already parsed it (the log line of every
+        delivery names its repository, ``ctx.repo_full_name`` reads it): the JSON is parsed
+        once per delivery, never twice."""
         if self._event is None:
             self._event = parse_event_json(
                 self.name, self.action, self.body, self._payload, delivery_id=self.id
