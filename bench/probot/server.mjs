@@ -63,12 +63,8 @@ const server = new Server({
   }),
 });
 
-await server.load(labeler);
-await server.start();
-console.log(`listening ${server.port}`);
-
 let stopping = false;
-async function stop(signal) {
+function stop(signal) {
   if (stopping) return;
   stopping = true;
   log.info(`${signal}: stopping`);
@@ -82,3 +78,7 @@ async function stop(signal) {
 }
 process.on("SIGTERM", () => stop("SIGTERM"));
 process.on("SIGINT", () => stop("SIGINT"));
+
+await server.load(labeler);
+await server.start();
+console.log(`listening ${server.port}`);
