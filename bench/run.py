@@ -48,6 +48,7 @@ from spy import Recorder, top_frames  # noqa: E402
 
 RESULTS = BENCH / "results"
 LUA_SCRIPT = BENCH / "deliveries.lua"
+PROBOT = BENCH / "probot"
 WEBHOOK_PATH = "/api/github/webhooks"
 APP_ID = 4242
 INSTALLATION_ID = 7654321
@@ -327,7 +328,13 @@ class Target:
     server: Server
     event: str = "issues"
     drains: bool = False
+    labels: bool = False  # labels before it answers (Probot): its labels count, no drain
     journal_env: dict[str, str] | None = None  # its journal, emptied between rounds
+
+    @property
+    def counts_labels(self) -> bool:
+        """Whether each delivery it acknowledges puts a label on the fake."""
+        return self.drains or self.labels
 
     def purge(self) -> None:
         """Delete the finished deliveries of the last round (outside the measured time), so
@@ -504,6 +511,12 @@ def summarize_all(
     if any(r.target == "unhandled" for r in results):
         unhandled = summarize(results, "unhandled")
         unhandled["ratios"] = ratios(results, "unhandled", unhandled, "floor", floor)
+    probot: dict[str, Any] | None = None
+    if any(r.target == "probot" for r in results):
+        probot = summarize(results, "probot")
+        probot["labeler"] = ratios(results, "labeler", labeler, "probot", probot)
+        if unhandled is not None:
+            probot["unhandled"] = ratios(results, "unhandled", unhandled, "probot", probot)
     journal: dict[str, Any] = {}
     if any(r.target == "core" for r in results):
         core = summarize(results, "core")
@@ -518,6 +531,7 @@ def summarize_all(
         "floor": floor,
         "labeler": labeler,
         "unhandled": unhandled,
+        "probot": probot,
         "journal": journal,
         "ratios": {
             **ratios(results, "labeler", labeler, "floor", floor),
@@ -584,6 +598,22 @@ def render(summary: dict[str, Any]) -> str:
             f"               (unhandled: the labeler receiving {UNHANDLED_EVENT} deliveries, "
             "which no handler wants: the acknowledgement path alone)",
         ]
+    probot = summary.get("probot")
+    if probot:
+        rows += [
+            "",
+            f"probot (Probot 14, pacing off; answers after its handler): "
+            f"{probot['per_second']:.0f}/s, p99 {probot['p99_ms']:.2f} ms, "
+            f"CPU {probot['cpu_us_per_delivery']:.0f} us/delivery",
+        ]
+        for name in ("labeler", "unhandled"):
+            if name in probot:
+                j = probot[name]
+                per_round = ", ".join(f"{x:.2f}" for x in j["throughput_per_round"])
+                rows.append(
+                    f"  {name + '/probot':<16} throughput {j['throughput']:.2f}x (per round "
+                    f"{per_round}; median {j['throughput_paired']:.2f}x)  p99 {j['p99']:.2f}x"
+                )
     journal = summary.get("journal") or {}
     if journal:
         core = journal["core"]
@@ -675,6 +705,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=True,
         help="also load the core without a journal (--core-commit, checked out with git "
         "worktree) and the labeler on Redis, to give the journal's cost (default: on)",
+    )
+    parser.add_argument(
+        "--probot",
+        action=argparse.BooleanOptionalAction,
+        default=(PROBOT / "node_modules").is_dir(),
+        help="also load Probot 14's labeler (bench/probot, write pacing off; it answers after "
+        "its handler): default on when `npm ci --prefix bench/probot` has installed it",
     )
     parser.add_argument(
         "--core-commit",
@@ -894,10 +931,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 floor_port,
                 server_cpu,
             )
+            probot = None
+            if args.probot:
+                key_path = RESULTS / "app-key.pem"
+                key_path.write_text(private_pem)
+                key_path.chmod(0o600)
+                probot_port = free_port()
+                probot = servers.start(
+                    "probot",
+                    ["node", str(PROBOT / "server.mjs")],
+                    {**bot_env, "PRIVATE_KEY_PATH": str(key_path), "PROBOT_PACING": "off",
+                     "LOG_LEVEL": "warn", "PORT": str(probot_port)},
+                    probot_port,
+                    server_cpu,
+                )  # fmt: skip
             wait_until_up(fake, "/__bench/stats", {200})
             wait_until_up(labeler, "/healthz", {200})
             wait_until_up(floor, WEBHOOK_PATH, {405})
             targets = [Target("floor", floor)]
+            if probot is not None:
+                wait_until_up(probot, WEBHOOK_PATH, set(range(200, 600)))
+                targets.append(Target("probot", probot, labels=True))
             if args.unhandled:
                 targets.append(Target("unhandled", labeler, event=UNHANDLED_EVENT))
             handled = Target("labeler", labeler, drains=True, journal_env=sqlite_env)
@@ -918,7 +972,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for target in targets:
                 print(f"warm-up {target.name} ({args.warmup:g} s)", flush=True)
                 warm = measure(load, target, fake, args.warmup, 0, acknowledged)
-                acknowledged += warm.requests - warm.non2xx if target.drains else 0
+                acknowledged += warm.requests - warm.non2xx if target.counts_labels else 0
                 warmups.append(warm)
             if args.profile:
                 print(f"profiling the labeler with py-spy ({args.seconds:g} s)", flush=True)
@@ -928,7 +982,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for round_ in range(1, args.rounds + 1):
                 for target in targets:
                     result = measure(load, target, fake, args.seconds, round_, acknowledged)
-                    acknowledged += result.requests - result.non2xx if target.drains else 0
+                    acknowledged += result.requests - result.non2xx if target.counts_labels else 0
                     results.append(result)
                     print(progress_line(result), flush=True)
             final = fake_stats(fake)
