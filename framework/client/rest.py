@@ -17,13 +17,20 @@ import logging
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 import httpx
 from httpx_aiohttp import HttpxAiohttpClient
 
 from framework.auth.app_jwt import AppJWT
-from framework.auth.installation_tokens import FULL_ACCESS, InstallationTokens, TokenScope
+from framework.auth.installation_tokens import (
+    FULL_ACCESS,
+    AccessToken,
+    InstallationTokens,
+    TokenScope,
+)
+from framework.client.lean import LeanPool
 from framework.client.limits import ClientShared, RateLimit
 from framework.client.responses import (
     decide,
@@ -69,24 +76,78 @@ def new_http_client(
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
     )
     client._cookies = _NoCookies()  # httpx's setter would copy it into a plain Cookies
+    LeanPool.enable(client)
     return client
 
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-class AppAuth(httpx.Auth):
+@dataclass(frozen=True)
+class Credential:
+    """What a request is authorized with: its ``Authorization`` header and, for an
+    installation, the access token in it (to replace if GitHub refuses it)."""
+
+    authorization: str = field(repr=False)
+    token: AccessToken | None = field(default=None, repr=False)
+
+
+class CredentialAuth(httpx.Auth):
+    """An auth that is one ``Authorization`` header, renewed at most once after a 401.
+
+    The client's lean path asks for the header itself (:meth:`credential`, :meth:`renewed`)
+    instead of running httpx's auth flow; as an ``httpx.Auth`` it behaves the same.
+    """
+
+    async def credential(self) -> Credential:
+        """The credential to send the next request with."""
+        raise NotImplementedError
+
+    async def renewed(self, refused: Credential) -> Credential | None:
+        """GitHub answered 401 to ``refused``: the credential to send the request once more
+        with, or None to let the 401 stand."""
+        return None
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError(f"{type(self).__name__} is async; from a plain function use .sync")
+        yield request  # pragma: no cover - makes this a generator, as httpx expects
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        credential = await self.credential()
+        request.headers["Authorization"] = credential.authorization
+        response = yield request
+        if response.status_code == 401:
+            renewed = await self.renewed(credential)
+            if renewed is not None:
+                request.headers["Authorization"] = renewed.authorization
+                yield request
+
+
+class AppAuth(CredentialAuth):
     """Authenticates as the app itself with its JWT (for ``/app/...`` endpoints)."""
 
     def __init__(self, jwt: AppJWT) -> None:
         self._jwt = jwt
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._jwt.token()}"
+    async def credential(self) -> Credential:
+        """``Bearer`` and the app's JWT."""
+        return Credential(self._authorization())
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._authorization()  # a plain httpx.Client's
         yield request
 
+    def _authorization(self) -> str:
+        return f"Bearer {self._jwt.token()}"
 
-class InstallationAuth(httpx.Auth):
+
+class InstallationAuth(CredentialAuth):
     """Authenticates as an installation with a cached access token.
 
     A 401 means GitHub no longer accepts the token (revoked, or expired early): the token is
@@ -107,22 +168,17 @@ class InstallationAuth(httpx.Auth):
         self.scheme = scheme
         """``token`` for GitHub, ``Bearer`` for AtomGit's ``ats_`` tokens."""
 
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("installation clients are async; from a plain function use .sync")
-        yield request  # pragma: no cover - makes this a generator, as httpx expects
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def credential(self) -> Credential:
+        """The installation's cached token (minted if needed)."""
         token = await self.tokens.get(self.installation_id, self.scope)
-        request.headers["Authorization"] = f"{self.scheme} {token.token}"
-        response = yield request
-        if response.status_code == 401:
-            token = await self.tokens.replace(self.installation_id, token, self.scope)
-            request.headers["Authorization"] = f"{self.scheme} {token.token}"
-            yield request
+        return Credential(f"{self.scheme} {token.token}", token)
+
+    async def renewed(self, refused: Credential) -> Credential | None:
+        """The refused token dropped (here and in the shared cache); a fresh one."""
+        if refused.token is None:
+            return None
+        token = await self.tokens.replace(self.installation_id, refused.token, self.scope)
+        return Credential(f"{self.scheme} {token.token}", token)
 
 
 class GitHubClient:
@@ -133,7 +189,9 @@ class GitHubClient:
     errors and 500/502/503/504 are retried with backoff where that is safe
     (:func:`safe_to_repeat`, or ``idempotent=True``); rate limits are waited out per
     installation (up to ``GITHUB_MAX_RATE_LIMIT_WAIT_SECONDS``, then :class:`RateLimited`);
-    GET responses are revalidated with their ETag.
+    GET responses are revalidated with their ETag. What the pool, the auth and the arguments
+    allow goes the lean path (:mod:`framework.client.lean`), the rest through httpx; the
+    answer is the same.
     """
 
     def __init__(
@@ -236,7 +294,7 @@ class GitHubClient:
             try:
                 async with state.slots:
                     started = time.time_ns()
-                    response = await self.http.request(method, path, auth=self.auth, **kwargs)
+                    response = await self._send(method, path, kwargs)
             except httpx.TransportError as exc:
                 hooks.api_called(method, path, None, started)
                 failures += 1
@@ -287,6 +345,25 @@ class GitHubClient:
                 continue
             raise error
         raise NetworkError(f"{method} {path}: gave up after too many attempts")
+
+    async def _send(self, method: str, path: str, kwargs: dict[str, Any]) -> httpx.Response:
+        """One request, and its resend with a renewed credential after a 401; read.
+
+        The lean path (:mod:`framework.client.lean`) where the pool, the auth and the
+        arguments allow it; httpx's own otherwise (another auth, ``data=``, ``timeout=``...).
+        """
+        auth = self.auth
+        pool = LeanPool.of(self.http)
+        lean = pool.prepare(method, path, kwargs) if pool is not None else None
+        if lean is None or not isinstance(auth, CredentialAuth):
+            return await self.http.request(method, path, auth=auth, **kwargs)
+        credential = await auth.credential()
+        response = await lean.send(credential.authorization)
+        if response.status_code == 401:
+            renewed = await auth.renewed(credential)
+            if renewed is not None:
+                response = await lean.send(renewed.authorization)
+        return response
 
     def _cache_key(self, method: str, path: str, kwargs: dict[str, Any]) -> tuple[str, str] | None:
         if method != "GET" or self.shared.etags.entries <= 0:
