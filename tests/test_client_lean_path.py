@@ -134,6 +134,7 @@ async def test_the_response_names_the_request_it_answers(
     assert request.headers["authorization"] == f"token {fake.calls[-1].token}"
     assert json.loads(request.content) == {"labels": ["x"]}
     assert response.url == request.url
+    assert response.elapsed.total_seconds() > 0
 
 
 async def test_a_gzip_answer_is_decoded(fake: FakeGitHub, app: App) -> None:
@@ -154,6 +155,7 @@ async def test_a_redirect_is_answered_not_followed(fake: FakeGitHub, app: App) -
     fake.respond("GET", f"/repos/{REPO}", status=301, headers={"location": moved})
     response = await app.installation_client(INSTALLATION).get(f"/repos/{REPO}")
     assert response.status_code == 301 and response.headers["location"] == moved
+    assert response.next_request is not None and str(response.next_request.url) == moved
     assert [c.path for c in fake.calls if c.method == "GET"] == [f"/repos/{REPO}"]
 
 

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import json as json_module
 import re
+import time
 import weakref
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -204,6 +206,7 @@ class LeanPool:
     ) -> httpx.Response:
         """Send one request; its answer, read. Network errors raise httpx's (as the
         transport maps them: ``ConnectError``, ``ConnectTimeout``, ``ReadError``...)."""
+        started = time.perf_counter()
         with self._errors():
             async with self._session().request(
                 method,
@@ -227,6 +230,9 @@ class LeanPool:
         )
         response.sent = (method, url, headers, content)
         response.read()  # decodes a gzip body, as httpx does
+        response.elapsed = timedelta(seconds=time.perf_counter() - started)
+        if response.has_redirect_location:  # not followed; where it points, as httpx says
+            response.next_request = self.http._build_redirect_request(response.request, response)
         return response
 
 
