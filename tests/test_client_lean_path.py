@@ -44,14 +44,14 @@ class FixedHeader(CredentialAuth):
         return Credential(self.value)
 
 
-class PlainTokenAuth(httpx.Auth):
+class PlainHeaderAuth(httpx.Auth):
     """An auth the lean path does not know: the client must leave it to httpx."""
 
-    def __init__(self, token: str) -> None:
-        self.token = token
+    def __init__(self, value: str) -> None:
+        self.value = value
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"token {self.token}"
+        request.headers["Authorization"] = self.value
         yield request
 
 
@@ -67,8 +67,12 @@ async def app(fake_url: str) -> AsyncIterator[App]:
 
 async def through_httpx(app: App) -> GitHubClient:
     """The installation's client, with its token in an auth only httpx runs."""
-    token = (await app._app_connection().tokens.get(INSTALLATION)).token
-    return GitHubClient(app.http, PlainTokenAuth(token), shared=app.client_shared)
+    auth = app.installation_client(INSTALLATION).auth
+    assert isinstance(auth, InstallationAuth)
+    credential = await auth.credential()
+    return GitHubClient(
+        app.http, PlainHeaderAuth(credential.authorization), shared=app.client_shared
+    )
 
 
 # The same requests on both paths ----------------------------------------------------------
@@ -108,20 +112,19 @@ async def test_the_lean_path_sends_what_httpx_sends(
         sent_httpx.method, sent_httpx.path, sent_httpx.query, sent_httpx.json
     )  # fmt: skip
     assert sent_lean.headers == sent_httpx.headers
-    if isinstance(answers[0], Exception):
-        assert type(answers[0]) is type(answers[1]) and str(answers[0]) == str(answers[1])
-    else:
-        assert isinstance(answers[1], httpx.Response)
-        assert answers[0].status_code == answers[1].status_code
-        assert answers[0].content == answers[1].content
-        lean_headers, httpx_headers = (a.headers.multi_items() for a in answers)
-        assert [name for name, _ in lean_headers] == [name for name, _ in httpx_headers]
-        varies = ("date", "x-github-request-id", "x-ratelimit-")  # a second later, 1 more used
-        assert [h for h in lean_headers if not h[0].startswith(varies)] == [
-            h for h in httpx_headers if not h[0].startswith(varies)
-        ]
-        assert answers[0].reason_phrase == answers[1].reason_phrase
-        assert answers[0].http_version == answers[1].http_version
+    lean, plain = answers
+    if isinstance(lean, Exception):
+        assert type(lean) is type(plain) and str(lean) == str(plain)
+        return
+    assert isinstance(plain, httpx.Response)
+    assert (lean.status_code, lean.content) == (plain.status_code, plain.content)
+    assert (lean.reason_phrase, lean.http_version) == (plain.reason_phrase, plain.http_version)
+    lean_headers, plain_headers = lean.headers.multi_items(), plain.headers.multi_items()
+    assert [name for name, _ in lean_headers] == [name for name, _ in plain_headers]
+    varies = ("date", "x-github-request-id", "x-ratelimit-")  # a second later, 1 more used
+    assert [h for h in lean_headers if not h[0].startswith(varies)] == [
+        h for h in plain_headers if not h[0].startswith(varies)
+    ]
 
 
 async def test_the_response_names_the_request_it_answers(
@@ -198,12 +201,10 @@ async def test_a_401_through_httpx_is_resent_once_too(fake: FakeGitHub, fake_url
     app = App(
         Settings(app_id=str(APP_ID), private_key=PEM, webhook_secret="x", github_api_url=fake_url)
     )
-    connection = app._app_connection()
     async with httpx.AsyncClient(base_url=fake_url) as pool:
         assert LeanPool.of(pool) is None
-        gh = GitHubClient(
-            pool, app.installation_client(INSTALLATION).auth, shared=connection.shared
-        )
+        auth = app.installation_client(INSTALLATION).auth
+        gh = GitHubClient(pool, auth, shared=app.client_shared)
         await gh.post(LABELS, json={"labels": ["a"]})
         fake.expire_all_tokens()
         response = await gh.post(LABELS, json={"labels": ["b"]})
@@ -284,7 +285,7 @@ async def test_a_network_failure_raises_the_same_on_both_paths(
         LeanPool.enable(pool)
         shared = ClientShared()
         shared.policy.max_retries = 0
-        for auth in (FixedHeader("token t"), PlainTokenAuth("t")):
+        for auth in (FixedHeader("token t"), PlainHeaderAuth("token t")):
             with pytest.raises(NetworkError) as failed:
                 await GitHubClient(pool, auth, shared=shared).post(LABELS, json={})
             failures.append(str(failed.value))
