@@ -153,6 +153,16 @@ async def test_a_gzip_answer_is_decoded(fake: FakeGitHub, app: App) -> None:
     assert response.json() == {"full_name": REPO}
 
 
+async def test_a_gets_query_is_part_of_its_etag_key(fake: FakeGitHub, app: App) -> None:
+    gh = app.installation_client(INSTALLATION)
+    for query in ("?page=1", "?page=2", "?page=1"):
+        await gh.get(f"/repos/{REPO}{query}")
+    first, second, again = fake.calls_to("GET", f"/repos/{REPO}")
+    assert [first.query, second.query, again.query] == [{"page": "1"}, {"page": "2"}, {"page": "1"}]
+    assert "if-none-match" not in second.headers  # page 2 is not page 1 revalidated
+    assert again.headers["if-none-match"] and again.status == 304
+
+
 async def test_a_redirect_is_answered_not_followed(fake: FakeGitHub, app: App) -> None:
     moved = f"{app.http.base_url}/repos/Codertocat/Renamed"
     fake.respond("GET", f"/repos/{REPO}", status=301, headers={"location": moved})
@@ -309,6 +319,9 @@ PATHS: list[tuple[str, Any]] = [
     ("/x/{y}", None),
     ("//evil.example/x", None),
     ("/a/../b", None),
+    ("/a/./b?c=/..", None),
+    ("/repos/o/r/contents/.github/bot.yml", None),
+    ("/repos/o/r/contents/..hidden", None),
     ("/x?q=a|b&c=[1]", None),
     ("https://uploads.github.com/x", None),
 ]
@@ -320,6 +333,19 @@ def test_join_url_is_httpx_join_or_declines(base: str, path: str, params: Any) -
     httpx_url = str(httpx.Client(base_url=base).build_request("GET", path, params=params).url)
     joined = join_url(str(httpx.URL(base)).rstrip("/") + "/", path, params)
     assert joined is None or joined == httpx_url
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/repos/o/r/issues/1/labels", None),
+        ("/repos/o/r/contents/.github/bot.yml", None),  # the bot's config: read often
+        ("/repos/o/r/issues", {"state": "all", "labels": "bug,help wanted"}),
+        ("/search/issues?q=repo:o/r+is:open", None),
+    ],
+)
+def test_what_bots_send_most_takes_the_lean_path(path: str, params: Any) -> None:
+    assert join_url("https://api.github.com/", path, params) is not None
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ LEAN_KEYWORDS = frozenset({"json", "content", "params", "headers"})
 # A path httpx sends as written: printable ASCII but for the characters it would quote
 # (" # < > ` { }), one leading slash (httpx reads "//host" as an authority), no dot segment
 # (httpx removes them).
-_PLAIN_PATH = re.compile(r"/(?!/)(?!.*/\.)[!$-;=?-_a-z|~]*\Z")
+_PLAIN_PATH = re.compile(r"/(?!/)(?!.*/\.\.?(?:[/?]|\Z))[!$-;=?-_a-z|~]*\Z")
 
 
 def join_url(base: str, path: str, params: Any = None) -> str | None:
@@ -54,6 +54,9 @@ def join_url(base: str, path: str, params: Any = None) -> str | None:
     'https://api.github.com/search/issues?q=is%3Aopen+%C3%A9'
     >>> join_url("https://api.github.com/", "/repos/o/r?page=2", {})  # httpx drops ?page=2
     >>> join_url("https://api.github.com/", "/labels/good first issue")  # httpx quotes it
+    >>> join_url("https://api.github.com/", "/repos/o/r/../s")  # httpx removes the dot segment
+    >>> join_url("https://api.github.com/", "/repos/o/r/contents/.github/bot.yml")
+    'https://api.github.com/repos/o/r/contents/.github/bot.yml'
     >>> join_url("https://api.github.com/", "https://uploads.github.com/x")  # another host
     """
     if params is not None:

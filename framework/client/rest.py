@@ -30,7 +30,7 @@ from framework.auth.installation_tokens import (
     InstallationTokens,
     TokenScope,
 )
-from framework.client.lean import LeanPool
+from framework.client.lean import LeanPool, join_url
 from framework.client.limits import ClientShared, RateLimit
 from framework.client.responses import (
     decide,
@@ -371,9 +371,14 @@ class GitHubClient:
         headers = kwargs.get("headers") or {}
         if any(k.lower() in ("if-none-match", "if-modified-since") for k in headers):
             return None  # the caller revalidates for itself
-        url = httpx.URL(path, params=kwargs.get("params"))  # the base URL is the same for all
+        # The base URL is the same for all. A plain path is its own key (no URL to parse);
+        # otherwise the URL as httpx builds it (with params, they replace the path's query).
+        params = kwargs.get("params")
+        url = join_url("/", path, params) or str(
+            httpx.URL(path) if params is None else httpx.URL(path, params=params)
+        )
         scope = getattr(self.auth, "scope", None)
-        return (f"{self._key}:{scope!r}", str(url))
+        return (f"{self._key}:{scope!r}", url)
 
     def _conditional(self, key: tuple[str, str], headers: Any) -> dict[str, str]:
         merged = dict(headers or {})
