@@ -38,7 +38,12 @@ def test_a_killed_bots_handler_process_dies_with_it_and_nothing_finishes_twice(
     fake_url: str, tmp_path: Path
 ) -> None:
     runs_file = tmp_path / "runs.txt"
-    env = {"SLOW_SECONDS": "8", "HANDLER_CONCURRENCY": "32", "RUNS_FILE": str(runs_file)}
+    env = {
+        "HANDLER_PROCESSES": "1",
+        "SLOW_SECONDS": "8",
+        "HANDLER_CONCURRENCY": "32",
+        "RUNS_FILE": str(runs_file),
+    }
     bot, base = start_bot(RECORDER, fake_url, tmp_path, **env)
     try:
         post_all(base, range(1, 11))

@@ -53,7 +53,7 @@ def labelled(fake: FakeGitHub) -> dict[int, list[str]]:
 def test_handlers_run_in_another_process_at_lower_priority(
     fake: FakeGitHub, fake_url: str, tmp_path: Path
 ) -> None:
-    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path, SLOW_SECONDS="0")
+    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path, HANDLER_PROCESSES="1", SLOW_SECONDS="0")
     try:
         [child] = handler_pids(bot)
         assert (
@@ -72,7 +72,7 @@ def test_handlers_run_in_another_process_at_lower_priority(
 def test_a_killed_handler_process_is_replaced_and_loses_nothing(
     fake: FakeGitHub, fake_url: str, tmp_path: Path
 ) -> None:
-    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path, SLOW_SECONDS="0.5")
+    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path, HANDLER_PROCESSES="1", SLOW_SECONDS="0.5")
     try:
         [first] = handler_pids(bot)
         deliver_many(base, range(1, 21))
@@ -96,7 +96,7 @@ def test_a_killed_handler_process_is_replaced_and_loses_nothing(
 def test_sigterm_waits_for_handlers_in_the_handler_process(
     fake: FakeGitHub, fake_url: str, tmp_path: Path
 ) -> None:
-    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path, SLOW_SECONDS="1.0")
+    bot, base = start_bot(SLOW_BOT, fake_url, tmp_path, HANDLER_PROCESSES="1", SLOW_SECONDS="1.0")
     try:
         deliver_many(base, range(1, 11))
         time.sleep(0.1)
@@ -114,7 +114,12 @@ def test_sigterm_past_the_grace_period_reports_what_did_not_finish(
     fake: FakeGitHub, fake_url: str, tmp_path: Path
 ) -> None:
     bot, base = start_bot(
-        SLOW_BOT, fake_url, tmp_path, SLOW_SECONDS="30", SHUTDOWN_GRACE_SECONDS="0.5"
+        SLOW_BOT,
+        fake_url,
+        tmp_path,
+        HANDLER_PROCESSES="1",
+        SLOW_SECONDS="30",
+        SHUTDOWN_GRACE_SECONDS="0.5",
     )
     try:
         deliver_many(base, range(1, 3))

@@ -151,7 +151,7 @@ async def test_a_replay_of_a_done_delivery_runs_every_handler_again(
 def test_a_handler_process_killed_mid_delivery_reruns_only_the_unfinished_handler(
     backend: dict[str, str], fake: FakeGitHub, fake_url: str, tmp_path: Path
 ) -> None:
-    env = {**backend, "SLOW_SECONDS": "3"}
+    env = {**backend, "HANDLER_PROCESSES": "1", "SLOW_SECONDS": "3"}
     bot, base = start_bot(TWO_HANDLERS_BOT, fake_url, tmp_path, **env)
     try:
         post_all(base, range(1, 3))

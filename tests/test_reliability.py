@@ -310,6 +310,7 @@ def test_two_replicas_on_one_redis_share_the_work_and_one_token(
     env = {
         "REDIS_URL": redis_server.url,
         "REDIS_PREFIX": tmp_path.name,
+        "HANDLER_PROCESSES": "1",
         "SLOW_SECONDS": "0.05",
         "HANDLER_CONCURRENCY": "8",
     }

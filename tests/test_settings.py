@@ -1,6 +1,7 @@
 """Settings: Probot's variable names, .env files, and one clear line per problem."""
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,12 @@ from uvicorn.config import LOG_LEVELS
 from framework.errors import ConfigurationError
 from framework.observe.log import configure_logging
 from framework.server.serving import uvicorn_config
-from framework.settings import Settings, load_settings
+from framework.settings import (
+    Settings,
+    default_handler_processes,
+    load_settings,
+    usable_cpus,
+)
 from framework.testing import generate_app_key
 
 PEM, _ = generate_app_key("settings")
@@ -188,3 +194,48 @@ def test_an_unknown_log_level_names_both_spellings(
         load_settings()
     assert "LOG_LEVEL" in str(err.value)
     assert "trace, debug, info, warn, error or fatal (or warning, critical)" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "expected"),
+    [(1, 0), (2, 0), (3, 0), (4, 1), (8, 1), (64, 1)],
+)
+def test_handlers_get_their_own_process_by_default_only_with_cores_to_spare(
+    cpus: int, expected: int
+) -> None:
+    assert default_handler_processes(cpus) == expected
+
+
+def test_the_handler_process_default_follows_the_cpus_this_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HANDLER_PROCESSES", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0}, raising=False)
+    assert Settings().handler_processes == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(6)), raising=False)
+    assert Settings().handler_processes == 1
+
+
+def test_without_an_affinity_the_machines_cpus_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert usable_cpus() == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert usable_cpus() == 1
+
+
+@pytest.mark.parametrize("given", ["0", "1", "3"])
+def test_an_explicit_handler_processes_wins_over_the_cpus(
+    monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    monkeypatch.setenv("HANDLER_PROCESSES", given)
+    for cpus in ({0}, set(range(16))):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _, c=cpus: c, raising=False)
+        assert Settings().handler_processes == int(given)
+
+
+def test_an_invalid_handler_processes_is_named_beside_the_other_problems() -> None:
+    found = problems(HANDLER_PROCESSES="-1")
+    assert [line.split(" ")[0].rstrip(":") for line in found] == [
+        "HANDLER_PROCESSES", "WEBHOOK_SECRET", "APP_ID", "PRIVATE_KEY",
+    ]  # fmt: skip

@@ -1,10 +1,11 @@
 """Running handlers in a separate, lower-priority process, so acknowledgements come first.
 
 ``python -m framework run`` serves webhooks in one process and runs the handlers in another
-(``HANDLER_PROCESSES``, default 1), started as ``python -m framework handle --fd N BOT``
-with a lower CPU priority (``HANDLER_PROCESS_NICE``). Inside one event loop nothing can
-make an acknowledgement overtake a handler's API call, and an API call costs more CPU than an
-acknowledgement; the kernel's scheduler can, and does.
+(``HANDLER_PROCESSES``; by default one from 4 usable CPUs up, see
+:func:`framework.settings.default_handler_processes`), started as
+``python -m framework handle --fd N BOT`` with a lower CPU priority (``HANDLER_PROCESS_NICE``).
+Inside one event loop nothing can make an acknowledgement overtake a handler's API call, and an
+API call costs more CPU than an acknowledgement; the kernel's scheduler can, and does.
 
 Deliveries do not travel between the processes: the receiver records them in the journal, and
 each handler process claims its work from the journal itself. The socket between them only
