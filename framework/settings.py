@@ -33,7 +33,6 @@ from framework.common.durations import seconds
 from framework.common.log_levels import level_name
 from framework.errors import ConfigurationError
 
-
 HANDLER_PROCESS_MIN_CPUS = 4
 """From this many usable CPUs up, handlers run in a separate process by default."""
 
