@@ -41,10 +41,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from framework.client.rest import GitHubClient
@@ -52,6 +51,9 @@ from framework.common.single_flight import SingleFlight
 from framework.errors import ConfigError, GitHubAPIError
 from framework.events.parse import decode_payload
 from framework.webhooks.delivery import Delivery
+
+if TYPE_CHECKING:
+    import yaml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -136,6 +138,8 @@ def parse_config(text: str, file: ConfigFile) -> dict[str, Any]:
     >>> parse_config("labels: [bug]\\n", ConfigFile("o", "r", ".github/bot.yml"))
     {'labels': ['bug']}
     """
+    import yaml  # with the first configuration file read: most deliveries read none
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -156,6 +160,8 @@ def parse_config(text: str, file: ConfigFile) -> dict[str, Any]:
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     # The problem and where it is; not str(exc), which quotes a snippet of the file.
+    import yaml
+
     if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         context = f" ({exc.context})" if exc.context else ""

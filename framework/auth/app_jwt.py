@@ -15,11 +15,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 BACKDATE_SECONDS = 60
 LIFETIME_SECONDS = 540  # GitHub refuses exp > 10 min ahead; 9 min leaves room for clock drift.
@@ -60,6 +61,8 @@ class AppJWT:
             return self._token
         with self._lock:
             if now >= self._expires - RENEW_BEFORE_SECONDS:
+                import jwt  # PyJWT loads all of cryptography's algorithms: when first signing
+
                 claims = jwt_claims(self.issuer, now)
                 self._token = jwt.encode(claims, self._key, algorithm="RS256")
                 self._expires = float(claims["exp"])

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 import httpx
-from httpx_aiohttp import HttpxAiohttpClient
 
 from framework.auth.app_jwt import AppJWT
 from framework.auth.installation_tokens import (
@@ -68,6 +67,8 @@ def new_http_client(
     httpx's API over aiohttp's connection pool: httpx's own transport cost 1 to 1.7 ms of CPU
     per request here (more as concurrency rose), aiohttp's about 0.4 ms.
     """
+    from httpx_aiohttp import HttpxAiohttpClient  # aiohttp: ~10 MiB, only once a pool is made
+
     client = HttpxAiohttpClient(
         base_url=base_url,
         headers={**headers, "User-Agent": user_agent},

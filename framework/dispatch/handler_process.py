@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import pickle
@@ -285,6 +284,8 @@ def die_with_parent(parent: int) -> None:
     """Have the kernel kill this process when ``parent`` dies (Linux), and exit now if it
     is dead already: a handler process must never outlive the bot that started it."""
     if sys.platform == "linux":
+        import ctypes  # in handler processes only
+
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
             logger.warning("cannot ask to die with the receiver (errno %d)", ctypes.get_errno())

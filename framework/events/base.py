@@ -39,7 +39,9 @@ Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 class Model(BaseModel):
     """Base of every object in a payload: unknown fields are kept, never rejected."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # defer_build: a model's validator is built when it first parses a payload, so a bot pays
+    # for the events it receives (~4 MiB and ~40 ms at start-up for all of them, otherwise).
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class Installation(Model):

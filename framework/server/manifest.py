@@ -30,8 +30,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import yaml
-
 from framework.errors import ConfigurationError
 
 __all__ = [
@@ -117,6 +115,8 @@ def read_app_yml(text: str, source: str = "app.yml") -> dict[str, Any]:
     ...
     framework.errors.ConfigurationError: app.yml: unknown field 'hook_attributes' (allowed: ...)
     """
+    import yaml  # only the setup page reads app.yml
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

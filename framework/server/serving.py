@@ -47,6 +47,7 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         http=guarded_protocol(limits),
+        ws="none",  # a bot serves no WebSocket: its library stays unloaded
         timeout_keep_alive=max(1, round(limits.keep_alive)),
         log_level=settings.log_level,
         log_config=None,  # keep the format configure_logging set

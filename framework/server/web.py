@@ -8,15 +8,14 @@ as :mod:`framework.server.access` allows.
 from __future__ import annotations
 
 import time
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.templating import Jinja2Templates
 
 from framework.client.rest import GitHubClient
 from framework.dispatch.routing import Router
@@ -34,6 +33,9 @@ from framework.server.access import (
     token_matches,
 )
 from framework.settings import Settings
+
+if TYPE_CHECKING:
+    from starlette.templating import Jinja2Templates
 
 CSRF_COOKIE = "framework_csrf"
 SESSION_COOKIE = "framework_session"
@@ -63,11 +65,16 @@ class PagesHost(Protocol):
         ...
 
 
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+def _templates() -> Jinja2Templates:
+    # Jinja2 is loaded with the first page shown: a bot that only takes deliveries never needs it.
+    import jinja2
+    from starlette.templating import Jinja2Templates
+
+    environment = jinja2.Environment(
         loader=jinja2.PackageLoader("framework.server", "templates"),
         autoescape=True,  # every template: what came from a payload is shown as text
     )
+    return Jinja2Templates(env=environment)
 
 
 class Pages:
@@ -77,7 +84,11 @@ class Pages:
         self.host = host
         token = host.settings.status_page_token
         self.key = pages_key(token.get_secret_value() if token else None)
-        self.templates = Jinja2Templates(env=_environment())
+
+    @cached_property
+    def templates(self) -> Jinja2Templates:
+        """The pages' templates, loaded when the first page is rendered."""
+        return _templates()
 
     def render(
         self, request: Request, template: str, status: int = 200, **context: Any
