@@ -23,10 +23,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
-from starlette.applications import Starlette
 from starlette.routing import Route
 
 from framework._version import __version__
@@ -47,16 +46,15 @@ from framework.platforms.connections import AppConnection, Connection, connect
 from framework.platforms.github import revokes_tokens
 from framework.platforms.redelivery import RedeliverySchedule
 from framework.repo_config import RepositoryConfigs, config_change
-from framework.server.health import Health
 from framework.server.login import SignIn, revoked_user
-from framework.server.metrics import MetricsEndpoint
-from framework.server.pages import page_routes
-from framework.server.setup import awaiting_registration
 from framework.settings import Settings, load_settings
 from framework.webhooks.delivery import Delivery, delivery_key
 from framework.webhooks.load import ReceiverLoad
 from framework.webhooks.receiver import Receive, Scope, Send, WebhookReceiver
 from framework.webhooks.signature import SignatureVerifier
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 F = TypeVar("F", bound=Callable[..., Any])
 Outcome = Literal["accepted", "ignored", "duplicate"]
@@ -594,6 +592,13 @@ class App(TypedOn):
         await self.users.close()
 
     def _build(self) -> None:
+        # Here, not at the top: a handler process never serves HTTP, and needs none of these.
+        from starlette.applications import Starlette
+
+        from framework.server.health import Health
+        from framework.server.metrics import MetricsEndpoint
+        from framework.server.pages import page_routes
+
         self._receivers = self._webhook_receivers()
         s = self.settings
         health = Health(self.open_journal, lambda: self.draining)
@@ -610,6 +615,8 @@ class App(TypedOn):
         )
 
     def _webhook_receivers(self) -> dict[str, hooks.ASGI]:
+        from framework.server.setup import awaiting_registration  # serving only, as in _build
+
         s = self.settings
         return {
             path: hooks.observe_deliveries(
