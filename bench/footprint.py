@@ -4,7 +4,9 @@
 
 Starts, in turn, the floor receiver (``bench/floor.py``: uvicorn and one Starlette route, the
 least a webhook receiver is) and the labeler (``python -m framework run sample_bots/labeler.py``)
-with ``HANDLER_PROCESSES`` 1 (the default) and 0, each against the bench's fake GitHub. For each
+with ``HANDLER_PROCESSES`` 1 and 0 (the default follows the CPUs: see bench/README.md), and
+with 0 and no redelivery sweep (``REDELIVERY_SYNC_INTERVAL=0``: the sweep right after start-up
+is what first needs the HTTP client), each against the bench's fake GitHub. For each
 start it records the wall time from ``Popen`` until ``GET /healthz`` answers 200 (the floor
 has no such route: until it answers HTTP at all), then, after ``--idle`` seconds without
 traffic, the resident memory (VmRSS) summed over the process and every process it started.
@@ -128,10 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "labeler, in-process handlers": (
                     [python, "-m", "framework", "run", "sample_bots/labeler.py"],
                     {**bot, "HANDLER_PROCESSES": "0"}, "/healthz"),
+                "labeler, in-process, no sweep": (
+                    [python, "-m", "framework", "run", "sample_bots/labeler.py"],
+                    {**bot, "HANDLER_PROCESSES": "0", "REDELIVERY_SYNC_INTERVAL": "0"},
+                    "/healthz"),
             }  # fmt: skip
             for round_number in range(1, args.rounds + 1):
-                for name, (command, env, path) in targets.items():
-                    journal = Path(scratch) / f"journal-{round_number}-{len(name)}.sqlite3"
+                for index, (name, (command, env, path)) in enumerate(targets.items()):
+                    journal = Path(scratch) / f"journal-{round_number}-{index}.sqlite3"
                     seconds, pid = time_to_ready(
                         servers, name, command, {**env, "JOURNAL_PATH": str(journal)}, path
                     )
@@ -150,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, entry in figures.items():
         print(f"{name:<30} {spread(entry['start_s'])}   {spread(entry['idle_rss_mib'])}")
     floor = figures["floor"]
-    for name in ("labeler", "labeler, in-process handlers"):
+    for name in [name for name in figures if name != "floor"]:
         starts = [a / b for a, b in zip(figures[name]["start_s"], floor["start_s"], strict=True)]
         rss = [a / b for a, b in zip(figures[name]["idle_rss_mib"], floor["idle_rss_mib"],
                                      strict=True)]  # fmt: skip
