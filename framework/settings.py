@@ -52,9 +52,10 @@ def default_handler_processes(cpus: int) -> int:
     :data:`HANDLER_PROCESS_MIN_CPUS`.
 
     A separate process, at a lower CPU priority, keeps acknowledgements fast while handlers
-    burn CPU on another core. It costs a second copy of the bot in memory (~75 MiB measured
-    before its imports were made lazy, bench/footprint.py) and a hand-over per delivery, and
-    on one or two cores it buys nothing the event loop's own scheduling does not.
+    burn CPU, best with a core of its own. It costs a second copy of the bot in memory (~60 MiB
+    idle, bench/footprint.py) and a hand-over per delivery; on one or two cores, where memory
+    is usually what is short, the event loop's own scheduling (``HANDLER_CONCURRENCY_UNDER_LOAD``
+    during a burst) has to do.
 
     >>> [default_handler_processes(cpus) for cpus in (1, 2, 4)]
     [0, 0, 1]

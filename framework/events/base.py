@@ -40,7 +40,7 @@ class Model(BaseModel):
     """Base of every object in a payload: unknown fields are kept, never rejected."""
 
     # defer_build: a model's validator is built when it first parses a payload, so a bot pays
-    # for the events it receives (~4 MiB and ~40 ms at start-up for all of them, otherwise).
+    # for the events it receives (~4 MiB and ~60 ms at start-up for all of them, otherwise).
     model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
