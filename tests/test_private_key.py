@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from framework.auth.private_key import load_private_key, parse_private_key
 from framework.errors import ConfigurationError
+from framework.testing import generate_app_key
 
 
 def test_pem_text(private_pem: str) -> None:
@@ -69,3 +70,18 @@ def test_unreadable_path_names_the_variable(tmp_path: Path) -> None:
 def test_nothing_set() -> None:
     with pytest.raises(ConfigurationError, match="PRIVATE_KEY is not set"):
         load_private_key(None, None)
+
+
+def test_the_same_key_is_checked_once_and_a_replaced_file_is_read_again(
+    private_pem: str, tmp_path: Path
+) -> None:
+    # The start-up check, the redelivery schedule and the JWT signer all load the key.
+    one_line = private_pem.strip().replace("\n", "\\n")
+    assert parse_private_key(one_line) is parse_private_key(private_pem)
+    path = tmp_path / "app.pem"
+    path.write_text(private_pem)
+    first = load_private_key(None, path)
+    other_pem, _ = generate_app_key("rotated")
+    path.write_text(other_pem)
+    rotated = load_private_key(None, path)
+    assert rotated.public_key().public_numbers() != first.public_key().public_numbers()
