@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -329,6 +330,7 @@ class Target:
     event: str = "issues"
     drains: bool = False
     labels: bool = False  # labels before it answers (Probot): its labels count, no drain
+    settles: bool = False  # runs cheap handlers after the 202: wait until none is left
     journal_env: dict[str, str] | None = None  # its journal, emptied between rounds
 
     @property
@@ -382,6 +384,9 @@ def measure(
         target_cpu_loaded = cpu_seconds(pid)
         result.cpu_seconds = target_cpu_loaded - target_cpu
         result.receiver_cpu_seconds = own_cpu_seconds(pid) - receiver_cpu
+        if target.settles:
+            wait_until_settled(target.server)
+            target.purge()
         if not target.drains:
             return result
         if profiling and profile_with is not None:
@@ -397,6 +402,19 @@ def measure(
     finally:
         for recorder in recorders:
             recorder.stop()
+
+
+def wait_until_settled(server: Server) -> None:
+    """Wait (bounded) until the bot's journal holds no pending or running delivery, read off
+    its ``/metrics``, so its handlers do not run into the next target's measurement."""
+    busy = re.compile(r'^framework_journal_deliveries\{status="(?:pending|running)"\} (\S+)$', re.M)
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while time.monotonic() < deadline:
+        status, body = http_get(server.url + "/metrics")
+        if status == 200 and not any(float(x) for x in busy.findall(body.decode())):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{server.name} still had deliveries to run after {DRAIN_TIMEOUT:.0f} s")
 
 
 def fake_stats(fake: Server) -> dict[str, Any]:
@@ -511,12 +529,18 @@ def summarize_all(
     if any(r.target == "unhandled" for r in results):
         unhandled = summarize(results, "unhandled")
         unhandled["ratios"] = ratios(results, "unhandled", unhandled, "floor", floor)
+    counting: dict[str, Any] | None = None
+    if any(r.target == "counting" for r in results):
+        counting = summarize(results, "counting")
+        counting["ratios"] = ratios(results, "counting", counting, "floor", floor)
     probot: dict[str, Any] | None = None
     if any(r.target == "probot" for r in results):
         probot = summarize(results, "probot")
         probot["labeler"] = ratios(results, "labeler", labeler, "probot", probot)
         if unhandled is not None:
             probot["unhandled"] = ratios(results, "unhandled", unhandled, "probot", probot)
+        if counting is not None:
+            probot["counting"] = ratios(results, "counting", counting, "probot", probot)
     journal: dict[str, Any] = {}
     if any(r.target == "core" for r in results):
         core = summarize(results, "core")
@@ -531,6 +555,7 @@ def summarize_all(
         "floor": floor,
         "labeler": labeler,
         "unhandled": unhandled,
+        "counting": counting,
         "probot": probot,
         "journal": journal,
         "ratios": {
@@ -565,6 +590,9 @@ def render(summary: dict[str, Any]) -> str:
     floor, labeler, ratios = summary["floor"], summary["labeler"], summary["ratios"]
     unhandled = summary.get("unhandled")
     shown = [("floor", floor), ("labeler", labeler)]
+    counting = summary.get("counting")
+    if counting:
+        shown.append(("counting", counting))
     if unhandled:
         shown.append(("unhandled", unhandled))
     rows = [
@@ -587,6 +615,17 @@ def render(summary: dict[str, Any]) -> str:
         f"               latency p50 {ratios['p50']:.2f}x  p99 {ratios['p99']:.2f}x  "
         f"CPU per acknowledgement {ratios['cpu_per_ack']:.2f}x",
     ]
+    if counting:
+        c = counting["ratios"]
+        per_round = ", ".join(f"{x:.2f}" for x in c["throughput_per_round"])
+        rows += [
+            f"counting/floor throughput {c['throughput']:.2f}x  (per round {per_round}; "
+            f"median {c['throughput_paired']:.2f}x)",
+            f"               latency p50 {c['p50']:.2f}x  p99 {c['p99']:.2f}x  "
+            f"CPU per acknowledgement {c['cpu_per_ack']:.2f}x",
+            "               (counting: bench/count_bot.py, a handler that only counts: journal, "
+            "claim, run and finish, no API call)",
+        ]
     if unhandled:
         u = unhandled["ratios"]
         per_round = ", ".join(f"{x:.2f}" for x in u["throughput_per_round"])
@@ -606,7 +645,7 @@ def render(summary: dict[str, Any]) -> str:
             f"{probot['per_second']:.0f}/s, p99 {probot['p99_ms']:.2f} ms, "
             f"CPU {probot['cpu_us_per_delivery']:.0f} us/delivery",
         ]
-        for name in ("labeler", "unhandled"):
+        for name in ("labeler", "counting", "unhandled"):
             if name in probot:
                 j = probot[name]
                 per_round = ", ".join(f"{x:.2f}" for x in j["throughput_per_round"])
@@ -924,6 +963,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     Target("core", core, drains=True),
                     Target("redis", on_redis, drains=True, journal_env=redis_env),
                 ]
+            counting_port = free_port()
+            counting_env = {"JOURNAL_PATH": str(RESULTS / "journal-count.sqlite3")}
+            for leftover in RESULTS.glob("journal-count.sqlite3*"):
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            counting = servers.start(
+                "counting",
+                [python, "-m", "framework", "run", str(BENCH / "count_bot.py")],
+                {**bot_env, **counting_env, "PORT": str(counting_port)},
+                counting_port,
+                server_cpu,
+            )
             floor = servers.start(
                 "floor",
                 [python, str(BENCH / "floor.py")],
@@ -948,10 +998,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             wait_until_up(fake, "/__bench/stats", {200})
             wait_until_up(labeler, "/healthz", {200})
             wait_until_up(floor, WEBHOOK_PATH, {405})
+            wait_until_up(counting, "/healthz", {200})
             targets = [Target("floor", floor)]
             if probot is not None:
                 wait_until_up(probot, WEBHOOK_PATH, set(range(200, 600)))
                 targets.append(Target("probot", probot, labels=True))
+            targets.append(Target("counting", counting, settles=True, journal_env=counting_env))
             if args.unhandled:
                 targets.append(Target("unhandled", labeler, event=UNHANDLED_EVENT))
             handled = Target("labeler", labeler, drains=True, journal_env=sqlite_env)

@@ -158,11 +158,9 @@ def handling(delivery: Delivery) -> Handling:
 
 def _repository(delivery: Delivery) -> str | None:
     try:
-        repository = delivery.payload.get("repository")
+        return delivery.repository
     except Exception:  # an unreadable payload already failed its handlers, and says so
         return None
-    name = repository.get("full_name") if isinstance(repository, dict) else None
-    return name if isinstance(name, str) else None
 
 
 def api_called(method: str, path: str, response: httpx.Response | None, started_ns: int) -> None:

@@ -20,6 +20,7 @@ from framework.errors import InvalidPayload
 from framework.events import Event
 from framework.events.parse import (
     decode_payload,
+    decode_repository,
     decode_routing,
     parse_event_json,
 )
@@ -129,6 +130,18 @@ class Delivery:
         if self._payload is None:
             self._payload = decode_payload(self.body)
         return self._payload
+
+    @property
+    def repository(self) -> str | None:
+        """``owner/name`` of the payload's repository, or None: from :attr:`payload` when it
+        is parsed already, else read off the JSON alone (the log line of every delivery
+        names it; a handler that never reads the payload should not pay for parsing it).
+        """
+        if self._payload is not None:
+            repository = self._payload.get("repository")
+            name = repository.get("full_name") if isinstance(repository, dict) else None
+            return name if isinstance(name, str) else None
+        return decode_repository(self.body)
 
     @property
     def event(self) -> Event:
