@@ -21,27 +21,16 @@ from framework.client.lean import LeanPool, LeanResponse, join_url, merge_header
 from framework.client.limits import ClientShared
 from framework.client.rest import (
     AppAuth,
-    Credential,
-    CredentialAuth,
     GitHubClient,
     InstallationAuth,
     new_http_client,
 )
 from framework.errors import GitHubAPIError
+from framework.platforms.connections import HeaderAuth
 from framework.testing import ApiRequest, FakeGitHub, Reply
 from tests.support import APP_ID, INSTALLATION, PEM, REPO
 
 LABELS = f"/repos/{REPO}/issues/1/labels"
-
-
-class FixedHeader(CredentialAuth):
-    """A fixed ``Authorization`` header, in the form the lean path sends itself."""
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    async def credential(self) -> Credential:
-        return Credential(self.value)
 
 
 class PlainHeaderAuth(httpx.Auth):
@@ -223,6 +212,19 @@ async def test_a_401_through_httpx_is_resent_once_too(fake: FakeGitHub, fake_url
     await app.close()
 
 
+async def test_a_fixed_header_as_coding_and_tapd_send_takes_the_lean_path(
+    fake: FakeGitHub, app: App
+) -> None:
+    auth = app.installation_client(INSTALLATION).auth
+    assert isinstance(auth, InstallationAuth)
+    fixed = HeaderAuth((await auth.credential()).authorization)
+    client = GitHubClient(app.http, fixed, shared=app.client_shared)
+    response = await client.post(LABELS, json={"labels": ["fixed"]})
+    assert isinstance(response, LeanResponse) and response.status_code == 200
+    assert fake.calls_to("POST", LABELS)[0].installation_id == INSTALLATION
+    assert fake.issue_labels(REPO, 1) == ["fixed"]
+
+
 # What goes through httpx ------------------------------------------------------------------------
 
 
@@ -295,7 +297,7 @@ async def test_a_network_failure_raises_the_same_on_both_paths(
         LeanPool.enable(pool)
         shared = ClientShared()
         shared.policy.max_retries = 0
-        for auth in (FixedHeader("token t"), PlainHeaderAuth("token t")):
+        for auth in (HeaderAuth("token t"), PlainHeaderAuth("token t")):
             with pytest.raises(NetworkError) as failed:
                 await GitHubClient(pool, auth, shared=shared).post(LABELS, json={})
             failures.append(str(failed.value))

@@ -31,7 +31,14 @@ from framework.auth.app_jwt import AppJWT
 from framework.auth.installation_tokens import AccessToken, InstallationTokens, TokenScope
 from framework.auth.private_key import load_private_key
 from framework.client.limits import ClientPolicy, ClientShared
-from framework.client.rest import AppAuth, GitHubClient, InstallationAuth, new_http_client
+from framework.client.rest import (
+    AppAuth,
+    Credential,
+    CredentialAuth,
+    GitHubClient,
+    InstallationAuth,
+    new_http_client,
+)
 from framework.errors import (
     APIError,
     AuthenticationError,
@@ -284,15 +291,15 @@ class AccountConnection(_Pooled):
         """Nothing to look up."""
 
 
-class HeaderAuth(httpx.Auth):
-    """Sends one fixed ``Authorization`` header (a personal token, HTTP Basic, a bearer)."""
+class HeaderAuth(CredentialAuth):
+    """Sends one fixed ``Authorization`` header (a personal token, HTTP Basic, a bearer); as a
+    :class:`~framework.client.rest.CredentialAuth`, its requests take the client's lean path."""
 
     def __init__(self, value: str) -> None:
-        self._value = value
+        self._credential = Credential(value)
 
-    def auth_flow(self, request: httpx.Request) -> Any:
-        request.headers["Authorization"] = self._value
-        yield request
+    async def credential(self) -> Credential:
+        return self._credential
 
     def __repr__(self) -> str:
         return "HeaderAuth(<hidden>)"
