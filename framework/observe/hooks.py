@@ -126,26 +126,30 @@ class Handling:
         outcome = "done" if not errors else "dead" if final else "retried"
         delivery = self._delivery
         _safely(metrics.delivery_handled, delivery.platform, delivery.name, outcome, seconds)
-        repository = _repository(delivery)
-        log = bind(
-            deliveries_log,
-            delivery=delivery.id,
-            platform=delivery.platform,
-            event=delivery.name,
-            action=delivery.action,
-            installation=delivery.installation_id,
-            repository=repository,
-            duration_ms=round(seconds * 1000, 1),
-            outcome=outcome,
-        )
-        log.log(
-            _LEVELS[outcome],
-            "%s %s %s in %.0f ms",
-            delivery.key,
-            repository or "-",
-            outcome,
-            seconds * 1000,
-        )
+        level = _LEVELS[outcome]
+        logged = deliveries_log.isEnabledFor(level)
+        # Nobody reads the repository's name when the line is not written and no span ends.
+        repository = _repository(delivery) if logged or self._span is not None else None
+        if logged:
+            log = bind(
+                deliveries_log,
+                delivery=delivery.id,
+                platform=delivery.platform,
+                event=delivery.name,
+                action=delivery.action,
+                installation=delivery.installation_id,
+                repository=repository,
+                duration_ms=round(seconds * 1000, 1),
+                outcome=outcome,
+            )
+            log.log(
+                level,
+                "%s %s %s in %.0f ms",
+                delivery.key,
+                repository or "-",
+                outcome,
+                seconds * 1000,
+            )
         if self._span is not None:
             _safely(self._span.end, outcome=outcome, **{"github.repository": repository})
         return outcome
