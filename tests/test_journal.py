@@ -154,6 +154,24 @@ async def test_claims_take_deliveries_in_order_and_never_the_same_twice(
     assert await journal.claim("c", 2, lease=30) == []
 
 
+async def test_sqlite_claims_due_retries_and_new_deliveries_oldest_received_first(
+    sqlite_journal: SQLiteJournal, clock: Clock
+) -> None:
+    # SQLite's claim asks for new deliveries and due retries apart (so that its index gives
+    # the new ones in order, unsorted) and merges them. (Redis orders by when each is due.)
+    journal = sqlite_journal
+    for n in (1, 2, 3, 4, 5):
+        await journal.record(delivery(n, received_at=1000.0 + n))
+    assert [d.id for d in await journal.claim("c", 2, lease=30)] == ["d-1", "d-2"]
+    await journal.retry("d-1", "c", "boom", at=clock.now + 5)
+    await journal.retry("d-2", "c", "boom", at=clock.now + 300)
+    clock.now += 10  # d-1 is due again, d-2 not yet
+    assert [d.id for d in await journal.claim("c", 2, lease=30)] == ["d-1", "d-3"]
+    assert [d.id for d in await journal.claim("c", 9, lease=30)] == ["d-4", "d-5"]
+    clock.now += 300
+    assert [d.id for d in await journal.claim("c", 9, lease=30)] == ["d-2"]
+
+
 async def test_an_expired_lease_hands_the_delivery_to_another_consumer(
     journal: Journal, clock: Clock
 ) -> None:

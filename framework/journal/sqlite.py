@@ -124,6 +124,19 @@ CLAIM_RESERVE_BYTES = DISK_RESERVE_BYTES // 2
 
 DAMAGE_CHECK_SECONDS = 0.5
 """How often a running journal looks whether another process of the bot found it damaged."""
+_DUE = (
+    "SELECT id FROM (SELECT id, received_at FROM (SELECT id, received_at FROM deliveries"
+    " WHERE status = 'pending' AND not_before = 0 ORDER BY received_at LIMIT ?)"
+    " UNION ALL SELECT id, received_at FROM (SELECT id, received_at FROM deliveries"
+    " WHERE status = 'pending' AND not_before > 0 AND not_before <= ? ORDER BY received_at"
+    " LIMIT ?)) ORDER BY received_at LIMIT ?"
+)
+"""The oldest ``?`` deliveries due (parameters: limit, now, limit, limit). A new delivery's
+``not_before`` is 0, so the index ``deliveries_due`` gives them oldest first and the search
+stops at the limit; only the retries that came due are sorted. Asked in one piece
+(``not_before <= now ORDER BY received_at``), SQLite sorted every pending delivery at each
+claim: a backlog of n deliveries cost O(n) per claim of 32, 38 to 62 µs per delivery claimed
+from 4,000 to 20,000 pending."""
 _ROWS_PER_STATEMENT = 90  # 10 values a row: within SQLite's oldest limit of 999 variables
 _FULL_TEXT = "database or disk is full"
 
@@ -555,11 +568,10 @@ class SQLiteJournal(ClaimFinisher):
                 return []
             rows = conn.execute(
                 "UPDATE deliveries SET status = 'running', consumer = ?, lease_until = ?,"
-                " attempts = attempts + 1 WHERE id IN (SELECT id FROM deliveries"
-                " WHERE status = 'pending' AND not_before <= ? ORDER BY received_at LIMIT ?)"
+                f" attempts = attempts + 1 WHERE id IN ({_DUE})"
                 " RETURNING id, name, action, installation_id, headers, body_file, body_offset,"
                 " body_length, received_at, attempts, attempts - attempts_before, body_crc",
-                (consumer, now + lease, now, limit),
+                (consumer, now + lease, limit, now, limit, limit),
             ).fetchall()
             conn.executemany(
                 "INSERT OR REPLACE INTO attempts (delivery_id, number, consumer, started_at)"
