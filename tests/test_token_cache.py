@@ -152,3 +152,64 @@ async def test_a_process_that_died_minting_holds_the_others_up_only_so_long(
     assert await shared._lock("other:minting", "dead", 0.01)
     await asyncio.sleep(0.05)
     assert await shared._lock("other:minting", "alive", 30)
+
+
+class _FlakyStore(SharedTokenCache):
+    """An in-memory store whose reads fail ``read_failures`` times, and whose writes fail
+    when ``writes_fail``: what a busy or broken store does to a process minting."""
+
+    _failures = (OSError,)
+
+    def __init__(self, read_failures: int = 0, writes_fail: bool = False) -> None:
+        super().__init__(cache_key(b"key"))
+        self.read_failures, self.writes_fail = read_failures, writes_fail
+        self.values: dict[str, bytes] = {}
+        self.locks: dict[str, str] = {}
+
+    async def _load(self, name: str) -> bytes | None:
+        if self.read_failures:
+            self.read_failures -= 1
+            raise OSError("database is locked")
+        return self.values.get(name)
+
+    async def _store(self, name: str, sealed: bytes, until: float) -> None:
+        if self.writes_fail:
+            raise OSError("disk full")
+        self.values[name] = sealed
+
+    async def _lock(self, name: str, owner: str, seconds: float) -> bool:
+        return self.locks.setdefault(name, owner) == owner
+
+    async def _unlock(self, name: str, owner: str) -> None:
+        if self.locks.get(name) == owner:
+            del self.locks[name]
+
+    async def _delete(self, name: str) -> None:
+        self.values.pop(name, None)
+
+    async def _forget(self, name: str) -> None:
+        self.values.clear()
+
+
+@pytest.mark.parametrize(
+    ("read_failures", "writes_fail", "mints", "shared"),
+    [
+        (0, False, 1, True),  # the ordinary case
+        (3, False, 1, True),  # busy for a moment: asked again, not minted twice
+        (99, False, 1, False),  # unusable: minted here, once
+        (0, True, 1, False),  # minted, then the sharing failed: the token is kept, not re-minted
+    ],
+)
+async def test_a_store_that_fails_costs_at_most_one_mint(
+    read_failures: int, writes_fail: bool, mints: int, shared: bool
+) -> None:
+    store = _FlakyStore(read_failures, writes_fail)
+    minted: list[str] = []
+
+    async def mint() -> AccessToken:
+        minted.append("ghs_new")
+        return AccessToken("ghs_new", datetime.now(UTC) + timedelta(hours=1))
+
+    token = await store.get_or_mint(42, TokenScope.of(), mint, margin=60)
+    assert token.token == "ghs_new" and len(minted) == mints
+    assert bool(store.values) is shared

@@ -32,6 +32,7 @@ logger = logging.getLogger("framework.auth.token_cache")
 
 LOCK_SECONDS = 30.0  # a minting process that dies frees the lock after this
 POLL_SECONDS = 0.05
+STORE_RETRIES = 3  # failures of the store in a row before a process mints on its own
 
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -142,8 +143,10 @@ class SharedTokenCache:
         name = self._name(installation_id, scope)
         lock = name + ":minting"
         owner = secrets.token_hex(8)
-        try:
-            for _ in range(int(wait / POLL_SECONDS) + 1):
+        minted: AccessToken | None = None
+        failures = 0
+        for _ in range(int(wait / POLL_SECONDS) + 1):
+            try:
                 cached = await self._read(name)
                 if cached is not None and cached.fresh(self._clock(), margin):
                     return cached
@@ -152,15 +155,22 @@ class SharedTokenCache:
                         cached = await self._read(name)  # minted while we took the lock?
                         if cached is not None and cached.fresh(self._clock(), margin):
                             return cached
-                        token = await mint()
-                        await self._write(name, token, margin)
-                        return token
+                        minted = await mint()
+                        await self._write(name, minted, margin)
+                        return minted
                     finally:
                         await self._unlock(lock, owner)
-                await asyncio.sleep(POLL_SECONDS)
-        except self._failures as exc:
-            logger.warning("the shared token cache is unusable (%s); minting here", exc)
-            return await mint()
+            except self._failures as exc:
+                if minted is not None:  # minted, and only the sharing failed: keep it
+                    logger.warning("could not share a minted token (%s)", exc)
+                    return minted
+                failures += 1
+                if failures > STORE_RETRIES:
+                    logger.warning("the shared token cache is unusable (%s); minting here", exc)
+                    return await mint()
+                # A store busy for a moment (processes opening the file at once) is no reason
+                # for a second mint: ask again shortly.
+            await asyncio.sleep(POLL_SECONDS)
         logger.warning("no token appeared in the shared cache within %.0f s; minting here", wait)
         return await mint()
 
