@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -48,6 +47,7 @@ from run import (
     APP_ID,
     BENCH,
     INSTALLATION_ID,
+    PROBOT,
     RESULTS,
     WEBHOOK_PATH,
     Server,
@@ -58,12 +58,10 @@ from run import (
     free_port,
     peak_rss_mb,
     sigterm_as_exit,
+    start_fake_github,
     wait_until_up,
 )
 
-from framework.testing.fake_github import generate_app_key
-
-PROBOT = BENCH / "probot"
 LABEL_WAIT_SECONDS = 300.0
 POLL_SECONDS = 0.05
 
@@ -392,13 +390,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret = secrets.token_hex(20)
     deliveries = Deliveries(secret, args.payload_bytes)
     repository = repository_of(build_payload(INSTALLATION_ID, 1000))
-    private_pem, public_key = generate_app_key()
-    public_pem = public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    key_path = RESULTS / "burst-app-key.pem"
-    key_path.write_text(private_pem)
-    key_path.chmod(0o600)
     bot_cpu, load_cpu = cpus_for(args.pin)
     if load_cpu is not None:
         os.sched_setaffinity(0, {load_cpu})
@@ -407,20 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     bursts: list[Burst] = []
     with sigterm_as_exit():
         try:
-            fake_port = free_port()
-            fake = servers.start(
-                "fake-github",
-                [sys.executable, str(BENCH / "fake_server.py")],
-                {
-                    "BENCH_APP_ID": str(APP_ID),
-                    "BENCH_PUBLIC_KEY": public_pem,
-                    "BENCH_INSTALLATION_ID": str(INSTALLATION_ID),
-                    "BENCH_REPOSITORY": repository,
-                    "PORT": str(fake_port),
-                },
-                fake_port,
-                load_cpu,
-            )
+            fake, private_pem = start_fake_github(servers, repository, load_cpu)
+            key_path = RESULTS / "burst-app-key.pem"
+            key_path.write_text(private_pem)
+            key_path.chmod(0o600)
             wait_until_up(fake, "/__bench/stats", {200})
             env = {
                 "APP_ID": str(APP_ID),

@@ -34,16 +34,14 @@ from typing import Any
 
 import aiohttp
 import httpx
-from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import APP_ID, BENCH, INSTALLATION_ID, RESULTS, Servers, free_port, wait_until_up
+from run import APP_ID, INSTALLATION_ID, RESULTS, Servers, start_fake_github, wait_until_up
 
 from framework.client.rest import GitHubClient
 from framework.platforms.connections import AppConnection, AppCredentials, ConnectionOptions
 from framework.platforms.github import GITHUB
-from framework.testing.fake_github import generate_app_key
 
 REPOSITORY = "Codertocat/Hello-World"
 API_VERSION = "2022-11-28"
@@ -141,28 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         print(f"unknown path(s): {', '.join(sorted(unknown))}; known: {', '.join(PATHS)}")
         return 2
-    private_pem, public_key = generate_app_key()
-    public_pem = public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
     log_dir = RESULTS / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     servers = Servers(log_dir)
     figures: dict[str, list[float]] = {path: [] for path in paths}
     try:
-        port = free_port()
-        fake = servers.start(
-            "client-path-fake-github",
-            [sys.executable, str(BENCH / "fake_server.py")],
-            {
-                "BENCH_APP_ID": str(APP_ID),
-                "BENCH_PUBLIC_KEY": public_pem,
-                "BENCH_INSTALLATION_ID": str(INSTALLATION_ID),
-                "BENCH_REPOSITORY": REPOSITORY,
-                "PORT": str(port),
-            },
-            port,
-            None,
+        fake, private_pem = start_fake_github(
+            servers, REPOSITORY, None, name="client-path-fake-github"
         )
         wait_until_up(fake, "/__bench/stats", {200})
         for number in range(1, args.rounds + 1):

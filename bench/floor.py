@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import os
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -26,8 +27,9 @@ WEBHOOK_PATH = "/api/github/webhooks"
 _SECRET = os.environ.get("WEBHOOK_SECRET", "").encode()
 
 
-async def receive_delivery(request: Request) -> JSONResponse:
-    """Verify ``X-Hub-Signature-256`` over the raw body, parse it, answer 202."""
+async def verified_payload(request: Request) -> dict[str, Any] | JSONResponse:
+    """The delivery's payload, once ``X-Hub-Signature-256`` is verified over the raw body and
+    the body parsed; or the answer refusing it (401, 400)."""
     body = await request.body()
     expected = "sha256=" + hmac.new(_SECRET, body, hashlib.sha256).hexdigest()
     given = request.headers.get("x-hub-signature-256", "")
@@ -39,24 +41,32 @@ async def receive_delivery(request: Request) -> JSONResponse:
         return JSONResponse({"error": "the body is not JSON"}, status_code=400)
     if not isinstance(payload, dict):
         return JSONResponse({"error": "the body is not a JSON object"}, status_code=400)
+    return payload
+
+
+async def receive_delivery(request: Request) -> JSONResponse:
+    """Verify, parse, answer 202."""
+    payload = await verified_payload(request)
+    if isinstance(payload, JSONResponse):
+        return payload
     return JSONResponse({"ok": True}, status_code=202)
 
 
 app = Starlette(routes=[Route(WEBHOOK_PATH, receive_delivery, methods=["POST"])])
 
 
-def main() -> None:
-    """Serve the floor on ``HOST:PORT`` with the options ``python -m framework run`` uses."""
+def serve(served: Starlette, default_port: int) -> None:
+    """Serve ``served`` on ``HOST:PORT`` with the options ``python -m framework run`` uses."""
     if not _SECRET:
         raise SystemExit("WEBHOOK_SECRET is not set")
     uvicorn.run(
-        app,
+        served,
         host=os.environ.get("HOST", "127.0.0.1"),
-        port=int(os.environ.get("PORT", "8001")),
+        port=int(os.environ.get("PORT", str(default_port))),
         log_level="warning",
         access_log=False,
     )
 
 
 if __name__ == "__main__":
-    main()
+    serve(app, 8001)

@@ -29,21 +29,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run import (
     APP_ID,
     BENCH,
-    INSTALLATION_ID,
     Servers,
     free_port,
     http_get,
     process_tree,
+    start_fake_github,
 )
-
-from framework.testing.fake_github import generate_app_key
 
 POLL_SECONDS = 0.005
 START_TIMEOUT = 30.0
@@ -89,30 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args(argv)
 
-    private_pem, public_key = generate_app_key()
-    public_pem = public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
     python = sys.executable
     figures: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="footprint-") as scratch:
         servers = Servers(Path(scratch))
         try:
-            fake_port = free_port()
-            fake = servers.start(
-                "fake-github",
-                [python, str(BENCH / "fake_server.py")],
-                {
-                    "BENCH_APP_ID": str(APP_ID),
-                    "BENCH_PUBLIC_KEY": public_pem,
-                    "BENCH_INSTALLATION_ID": str(INSTALLATION_ID),
-                    "BENCH_REPOSITORY": "Codertocat/Hello-World",
-                    "HOST": "127.0.0.1",
-                    "PORT": str(fake_port),
-                },
-                fake_port,
-                None,
-            )
+            fake, private_pem = start_fake_github(servers, "Codertocat/Hello-World", None)
             time.sleep(1.0)
             bot = {
                 "APP_ID": str(APP_ID),

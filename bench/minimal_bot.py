@@ -15,23 +15,23 @@ bench compares the framework's labeler with it to see what the guarantees cost.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import jwt
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-WEBHOOK_PATH = "/api/github/webhooks"
-_SECRET = os.environ.get("WEBHOOK_SECRET", "").encode()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from floor import WEBHOOK_PATH, serve, verified_payload
+
 _API = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 _HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
@@ -89,18 +89,10 @@ async def label(payload: dict[str, Any]) -> None:
 
 
 async def receive_delivery(request: Request) -> JSONResponse:
-    """Verify, parse, answer 202; the label is posted by a task after the answer."""
-    body = await request.body()
-    expected = "sha256=" + hmac.new(_SECRET, body, hashlib.sha256).hexdigest()
-    given = request.headers.get("x-hub-signature-256", "")
-    if not hmac.compare_digest(expected.encode(), given.encode("latin-1")):
-        return JSONResponse({"error": "the signature does not match"}, status_code=401)
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return JSONResponse({"error": "the body is not JSON"}, status_code=400)
-    if not isinstance(payload, dict):
-        return JSONResponse({"error": "the body is not a JSON object"}, status_code=400)
+    """The floor's work (verify, parse, answer 202); the label is posted by a task after."""
+    payload = await verified_payload(request)
+    if isinstance(payload, JSONResponse):
+        return payload
     if request.headers.get("x-github-event") == "issues" and payload.get("action") == "opened":
         task = asyncio.get_running_loop().create_task(label(payload))
         _tasks.add(task)
@@ -111,18 +103,5 @@ async def receive_delivery(request: Request) -> JSONResponse:
 app = Starlette(routes=[Route(WEBHOOK_PATH, receive_delivery, methods=["POST"])])
 
 
-def main() -> None:
-    """Serve on ``HOST:PORT`` with the options ``python -m framework run`` uses."""
-    if not _SECRET:
-        raise SystemExit("WEBHOOK_SECRET is not set")
-    uvicorn.run(
-        app,
-        host=os.environ.get("HOST", "127.0.0.1"),
-        port=int(os.environ.get("PORT", "8003")),
-        log_level="warning",
-        access_log=False,
-    )
-
-
 if __name__ == "__main__":
-    main()
+    serve(app, 8003)

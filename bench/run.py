@@ -133,6 +133,34 @@ class Servers:
         self.started.clear()
 
 
+def start_fake_github(
+    servers: Servers, repository: str, cpu: int | None, name: str = "fake-github"
+) -> tuple[Server, str]:
+    """Start the bench's fake GitHub (``bench/fake_server.py``) for a new app key, with the
+    installation ``INSTALLATION_ID`` on ``repository``: the fake (wait until it answers) and the
+    app's private key (PEM) that the bots under test sign with."""
+    private_pem, public_key = generate_app_key()
+    public_pem = public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    port = free_port()
+    fake = servers.start(
+        name,
+        [sys.executable, str(BENCH / "fake_server.py")],
+        {
+            "BENCH_APP_ID": str(APP_ID),
+            "BENCH_PUBLIC_KEY": public_pem,
+            "BENCH_INSTALLATION_ID": str(INSTALLATION_ID),
+            "BENCH_REPOSITORY": repository,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+        },
+        port,
+        cpu,
+    )
+    return fake, private_pem
+
+
 def pin(cpu: int | None) -> list[str]:
     """``taskset -c CPU`` to prefix a command with, or nothing."""
     return [] if cpu is None else ["taskset", "-c", str(cpu)]
@@ -877,10 +905,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     body_file = RESULTS / "payload.json"
     body_file.write_bytes(body)
     repository = repository_of(body)
-    private_pem, public_key = generate_app_key()
-    public_pem = public_key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
     server_cpu, load_cpu = cpus_for(args.pin)
     load = Load(body_file, sign(body, secret), args.connections, load_cpu, args.count_status)
     python = sys.executable
@@ -890,21 +914,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with sigterm_as_exit():
         try:
-            fake_port, bot_port, floor_port = free_port(), free_port(), free_port()
-            fake = servers.start(
-                "fake-github",
-                [python, str(BENCH / "fake_server.py")],
-                {
-                    "BENCH_APP_ID": str(APP_ID),
-                    "BENCH_PUBLIC_KEY": public_pem,
-                    "BENCH_INSTALLATION_ID": str(INSTALLATION_ID),
-                    "BENCH_REPOSITORY": repository,
-                    "HOST": "127.0.0.1",
-                    "PORT": str(fake_port),
-                },
-                fake_port,
-                load_cpu,
-            )
+            bot_port, floor_port = free_port(), free_port()
+            fake, private_pem = start_fake_github(servers, repository, load_cpu)
             bot_env = {
                 "APP_ID": str(APP_ID),
                 "PRIVATE_KEY": private_pem,

@@ -129,7 +129,7 @@ class Handling:
         level = _LEVELS[outcome]
         logged = deliveries_log.isEnabledFor(level)
         # Nobody reads the repository's name when the line is not written and no span ends.
-        repository = _repository(delivery) if logged or self._span is not None else None
+        repository = delivery.repository if logged or self._span is not None else None
         if logged:
             log = bind(
                 deliveries_log,
@@ -158,13 +158,6 @@ class Handling:
 def handling(delivery: Delivery) -> Handling:
     """Start watching a delivery's handlers; call ``.finished(errors, final)`` after."""
     return Handling(delivery)
-
-
-def _repository(delivery: Delivery) -> str | None:
-    try:
-        return delivery.repository
-    except Exception:  # an unreadable payload already failed its handlers, and says so
-        return None
 
 
 def api_called(method: str, path: str, response: httpx.Response | None, started_ns: int) -> None:
