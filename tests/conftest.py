@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 import framework.platforms.connections
 from framework.testing import FakeGitHub, serve
-from tests.support import APP_ID, INSTALLATION, PUBLIC, REPO, RedisServer
+from tests.support import APP_ID, INSTALLATION, PUBLIC, REPO, RedisServer, stop_leftover_bots
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +21,14 @@ def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test in a directory of its own: the default journal (``deliveries.sqlite3`` in
     the working directory) never leaks from one test into another, or into the checkout."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _no_bot_outlives_its_test() -> Iterator[None]:
+    """A bot process a test started (``start_bot``) and did not stop, because the test failed
+    before its ``stop``, is killed with its handler processes when the test ends."""
+    yield
+    stop_leftover_bots()
 
 
 @pytest.fixture(autouse=True)

@@ -7,12 +7,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+STARTED: list[subprocess.Popen[str]] = []
+"""Every bot :func:`start_bot` started: the conftest kills those still running after each test,
+so a test that fails half-way leaves no bot behind (to load the machine or hold a port)."""
+
+
+def stop_leftover_bots() -> int:
+    """Kill the process group of each started bot still running; return how many there were."""
+    left = 0
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            left += 1
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=10)
+    return left
+
+
 def start_bot(bot: str, fake_url: str, cwd: Path, **env: str) -> tuple[subprocess.Popen[str], str]:
     """``python -m framework run BOT`` against the fake; returns it once /healthz answers."""
     port = free_port()
@@ -88,6 +107,7 @@ def start_bot(bot: str, fake_url: str, cwd: Path, **env: str) -> tuple[subproces
         text=True,
         start_new_session=True,  # its own process group: a test can kill bot and children
     )
+    STARTED.append(process)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
