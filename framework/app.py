@@ -393,15 +393,15 @@ class App(TypedOn):
         if self._handler_processes is None and not self.runner.started:
             await self.runner.start(journal)  # served without lifespan events (tests)
         started = time.time_ns()
-        recorded = await journal.record(delivery)
-        hooks.journal_written(started)
-        if not recorded:
-            return "duplicate"
-        if self._handler_processes is not None:
-            self._handler_processes.wake()
+        if self._handler_processes is None:  # run here: handed to the runner as it is stored
+            recorded = await self.runner.submit(journal, delivery)
+            hooks.journal_written(started)
         else:
-            self.runner.wake()
-        return "accepted"
+            recorded = await journal.record(delivery)
+            hooks.journal_written(started)
+            if recorded:
+                self._handler_processes.wake()
+        return "accepted" if recorded else "duplicate"
 
     async def forget_installation(self, installation_id: int) -> None:
         """Drop the cached tokens of an installation (it was deleted or suspended)."""

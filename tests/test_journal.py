@@ -101,6 +101,71 @@ async def test_a_delivery_is_new_once_and_a_duplicate_after(journal: Journal) ->
     assert await journal.record(delivery(1)) is False  # after it succeeded
 
 
+async def test_sqlite_stores_a_delivery_handed_over_as_running_with_its_first_attempt(
+    sqlite_journal: SQLiteJournal, clock: Clock
+) -> None:
+    assert await sqlite_journal.record_running(delivery(1), "c1", 30) == "running"
+    entry = await sqlite_journal.get("d-1")
+    assert entry is not None and (entry.status, entry.attempts) == (Status.RUNNING, 1)
+    assert [(a.number, a.consumer, a.finished_at) for a in entry.history] == [(1, "c1", None)]
+    assert await sqlite_journal.claim("c2", 10, lease=30) == []  # held: nobody claims it
+    assert await sqlite_journal.record_running(delivery(1), "c1", 30) == "duplicate"
+    assert await sqlite_journal.record(delivery(1)) is False
+    assert await sqlite_journal.complete("d-1", "c1")  # finished like a claimed one
+    entry = await sqlite_journal.get("d-1")
+    assert entry is not None and entry.status is Status.DONE
+    assert entry.history[0].finished_at == clock.now
+    # The lease is a claim's: it runs out, and the delivery goes to another consumer.
+    await sqlite_journal.record_running(delivery(2), "c1", 30)
+    clock.now += 31
+    assert await sqlite_journal.requeue_expired() == ["d-2"]
+    [again] = await sqlite_journal.claim("c2", 10, lease=30)
+    assert (again.id, again.attempt) == ("d-2", 2)
+
+
+async def test_a_delivery_handed_over_is_stored_for_a_claim_where_it_cannot_be_held(
+    journal: Journal,
+) -> None:
+    """A failed delivery redelivered runs the handlers it has not finished: it is stored
+    pending, for a claim that reads them; Redis never holds one (a stream entry is for the
+    first replica to read it)."""
+    expected = "running" if isinstance(journal, SQLiteJournal) else "pending"
+    assert await journal.record_running(delivery(1), "c1", 30) == expected
+    assert await journal.record_running(delivery(1), "c1", 30) == "duplicate"
+    if expected == "pending":
+        await journal.claim("c1", 1, lease=30)
+    await journal.fail("d-1", "c1", "boom")
+    assert await journal.record_running(delivery(1), "c1", 30) == "pending"
+    [claimed] = await journal.claim("c1", 10, lease=30)
+    assert claimed.id == "d-1"
+
+
+async def test_sqlite_outcomes_wait_for_company_before_they_commit(tmp_path: Path) -> None:
+    journal = await SQLiteJournal.open(tmp_path / "journal.sqlite3", outcome_delay=0.5)
+    try:
+        for n in (1, 2):
+            await journal.record(delivery(n))
+        await journal.claim("c1", 2, lease=30)
+        before = journal.transactions
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        done = asyncio.ensure_future(journal.complete("d-1", "c1"))
+        await asyncio.sleep(0.05)
+        assert not done.done()  # waiting for company, up to 0.5 s
+        # A delivery being recorded does not wait: it commits at once, with the outcome.
+        assert await journal.record(delivery(3))
+        assert await done
+        assert journal.transactions - before == 1
+        assert loop.time() - started < 0.4
+        # Alone, an outcome commits once the delay is over, no later.
+        started = loop.time()
+        assert await journal.complete("d-2", "c1")
+        assert 0.4 < loop.time() - started < 5
+        assert (await journal.counts()).running == 0
+    finally:
+        await journal.close()
+
+
 async def test_a_failed_delivery_runs_again_when_redelivered(journal: Journal) -> None:
     await journal.record(delivery(1))
     await journal.claim("c1", 1, lease=30)

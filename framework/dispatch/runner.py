@@ -18,6 +18,15 @@ Acknowledgements come first. Handlers may share the event loop with the receiver
 handler's API call costs more CPU than a whole acknowledgement; so while requests are being
 received (a burst), only ``concurrency_under_load`` deliveries' handlers start, and the rest
 wait until the receiver has been idle for a millisecond.
+
+When handlers run in the receiving process, a delivery it receives is handed to its runner
+as it is stored (:meth:`Runner.submit`): stored as running for this runner, its first attempt
+begun, and run from memory, with no claim reading it back from the journal (a claim costs
+more journal time than the record). The runner holds up to ``hold_bytes`` of such deliveries,
+and only while it has claimed everything stored before them, so deliveries still run oldest
+first; past that, they wait in the journal for a claim. A held delivery is as safe as a claimed
+one: its lease is renewed while it waits, and if the process dies, it runs again once the
+lease expires (or at the next start).
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
@@ -48,6 +58,12 @@ finishes with ``done``; return their errors
 
 logger = logging.getLogger("framework.dispatch.runner")
 
+HOLD_BYTES = 32 * 1024 * 1024
+"""How much of the deliveries it received a runner holds in memory to run them without a claim
+(each counts as its body and :data:`HOLD_OVERHEAD`)."""
+HOLD_OVERHEAD = 4096
+"""What holding a delivery costs beside its body: its headers, its task, its record."""
+
 
 class Runner:
     """Claims deliveries from the journal and runs their handlers, ``concurrency`` at a time."""
@@ -64,6 +80,7 @@ class Runner:
         poll_interval: float = 1.0,
         consumer: str | None = None,
         finish_backlog: bool = True,
+        hold_bytes: int = HOLD_BYTES,
     ) -> None:
         self.run = run
         self.finish_backlog = finish_backlog
@@ -84,9 +101,16 @@ class Runner:
         self._tasks: list[asyncio.Task[None]] = []
         self._running: dict[str, asyncio.Task[None]] = {}
         self._starting = 0  # deliveries whose handlers are running
+        self._turns: deque[asyncio.Future[None]] = deque()  # deliveries waiting to start
+        self.load.listeners.append(self._load_changed)
         self._claim_batch = max(1, concurrency // 4)
         self._journal_errors = 0
         self.stopping = False
+        self.hold_bytes = hold_bytes
+        self._held: dict[str, int] = {}  # deliveries handed over by submit(), and their cost
+        self._held_bytes = 0
+        self._caught_up = False  # the last claim took everything stored before it
+        self._stored = 0  # deliveries stored for a claim (or other work woken) so far
 
     @property
     def running(self) -> int:
@@ -111,7 +135,49 @@ class Runner:
 
     def wake(self) -> None:
         """New work was recorded: claim now rather than at the next poll."""
+        self._stored += 1
+        self._caught_up = False  # what was stored runs before deliveries received after it
         self._wakeup.set()
+
+    async def submit(self, journal: Journal, delivery: Delivery) -> bool:
+        """Store a delivery received here, and run it: from memory if this runner may hold it,
+        else after a claim. False for a duplicate (stored before: it does not run again).
+
+        Raises what the journal raises (:class:`~framework.errors.Unavailable`).
+        """
+        cost = len(delivery.body) + HOLD_OVERHEAD
+        if not self._may_hold(cost):
+            recorded = await journal.record(delivery)
+            if recorded:
+                self.wake()
+            return recorded
+        self._held_bytes += cost
+        try:
+            outcome = await journal.record_running(delivery, self.consumer, self.lease)
+        except BaseException:
+            self._held_bytes -= cost
+            raise
+        if outcome != "running" or self.stopping:
+            # Stored, not held (a failed delivery redelivered), or stored as running while
+            # this runner stopped: its release, or the next start's recovery, makes it pending.
+            self._held_bytes -= cost
+            if outcome == "pending":
+                self.wake()
+            return outcome != "duplicate"
+        self._held[delivery.id] = cost
+        self._running[delivery.id] = asyncio.create_task(
+            self._process(journal, delivery), name=f"framework-delivery-{delivery.id}"
+        )
+        return True
+
+    def _may_hold(self, cost: int) -> bool:
+        return (
+            self._caught_up
+            and bool(self._tasks)
+            and not self.stopping
+            and not self._finishing
+            and self._held_bytes + cost <= self.hold_bytes
+        )
 
     async def _claim_loop(self, journal: Journal) -> None:
         while not self.stopping:
@@ -123,12 +189,15 @@ class Runner:
                 await self._slot_free.wait()
                 continue
             self._wakeup.clear()  # before claiming: a wake-up during the claim is kept
+            stored = self._stored
             try:
                 batch = await journal.claim(self.consumer, free, self.lease)
             except Unavailable as exc:
                 self._journal_trouble("claim deliveries", exc)
                 await asyncio.sleep(self.poll_interval)
                 continue
+            # Nothing left behind in the journal: what is received next may be held.
+            self._caught_up = len(batch) < free and stored == self._stored
             if self._finishing and not batch and not self._running:
                 self._drained.set()
             for delivery in batch:
@@ -158,10 +227,7 @@ class Runner:
 
     async def _process(self, journal: Journal, delivery: Delivery) -> None:
         try:
-            idle = self.load.idle
-            if self._starting >= self.concurrency_under_load and not idle.is_set():
-                await idle.wait()
-            self._starting += 1
+            await self._turn()
             watch = hooks.handling(delivery)  # the delivery's log line, metrics and span
             try:
                 final = delivery.attempt >= self.retry.max_attempts
@@ -170,6 +236,7 @@ class Runner:
                 )
             finally:
                 self._starting -= 1
+                self._let_start()
             watch.finished(errors, final)
             await self._record_outcome(journal, delivery, errors, final)
         except asyncio.CancelledError:
@@ -178,9 +245,50 @@ class Runner:
             logger.exception("internal error while running delivery %s", delivery.id)
         finally:
             self._running.pop(delivery.id, None)
+            self._held_bytes -= self._held.pop(delivery.id, 0)
             self._slot_free.set()
             if self._finishing:
                 self._wakeup.set()  # look for more, or notice that all is done
+
+    def _limit(self) -> int:
+        """How many deliveries' handlers may run at once now."""
+        return self.concurrency if self.load.idle.is_set() else self.concurrency_under_load
+
+    async def _turn(self) -> None:
+        """Wait until this delivery's handlers may start (oldest waiting first), and start."""
+        if self._starting >= self._limit():
+            loop = asyncio.get_running_loop()
+            first = True
+            while self._starting >= self._limit():
+                turn: asyncio.Future[None] = loop.create_future()
+                # Woken and overtaken (by the load, or a later waker): first in line again.
+                if first:
+                    self._turns.append(turn)
+                else:
+                    self._turns.appendleft(turn)
+                first = False
+                try:
+                    await turn
+                except asyncio.CancelledError:
+                    if turn in self._turns:
+                        self._turns.remove(turn)
+                    elif not turn.cancelled():
+                        self._let_start()  # woken and cancelled: the turn goes to the next
+                    raise
+        self._starting += 1
+
+    def _let_start(self) -> None:
+        """Wake as many waiting deliveries as may start now."""
+        free = self._limit() - self._starting
+        while free > 0 and self._turns:
+            turn = self._turns.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                free -= 1
+
+    def _load_changed(self, busy: bool) -> None:
+        if not busy:
+            self._let_start()
 
     async def _handler_done(self, journal: Journal, delivery_id: str, handler: str) -> None:
         try:

@@ -29,7 +29,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from framework.errors import Unavailable
 from framework.webhooks.delivery import Delivery
@@ -113,11 +113,23 @@ class Counts:
     """When the oldest pending delivery was received (epoch seconds); None if none is."""
 
 
+Recorded = Literal["running", "pending", "duplicate"]
+"""What became of a delivery handed to :meth:`Journal.record_running`."""
+
+
 class Journal(Protocol):
     """What the receiver and the handler runners need from durable storage."""
 
     async def record(self, delivery: Delivery) -> bool:
         """Store a delivery durably; True if its handlers should run, False for a duplicate."""
+        ...
+
+    async def record_running(self, delivery: Delivery, consumer: str, lease: float) -> Recorded:
+        """Store a delivery durably, a new one already claimed by ``consumer`` (the receiving
+        process's runner) for ``lease`` seconds, its first attempt begun: ``"running"``. The
+        runner runs the delivery it holds, with no claim reading it back. ``"pending"``: stored
+        for a claim (a failed delivery redelivered, or a journal that does not hand over);
+        ``"duplicate"``: seen before."""
         ...
 
     async def claim(self, consumer: str, limit: int, lease: float) -> list[Delivery]:
@@ -235,5 +247,6 @@ __all__ = [
     "Journal",
     "JournalDamaged",
     "JournalUnavailable",
+    "Recorded",
     "Status",
 ]

@@ -32,6 +32,7 @@ from framework.journal import (
     Counts,
     Entry,
     JournalUnavailable,
+    Recorded,
     Status,
 )
 from framework.journal.batch import Batcher
@@ -327,6 +328,11 @@ class RedisJournal(ClaimFinisher):
         one round trip and one command for a burst, as the SQLite journal commits a group.
         """
         return await self._recorder.submit(delivery)
+
+    async def record_running(self, delivery: Delivery, consumer: str, lease: float) -> Recorded:
+        """Store a delivery for a claim, as :meth:`record` does: a delivery in the stream
+        belongs to whichever replica's claim reads it first, so none is handed over."""
+        return "pending" if await self.record(delivery) else "duplicate"
 
     async def _record_batch(self, batch: list[Delivery]) -> list[bool | Exception]:
         keys = [self._stream, self._received, self._finished, self._failed]

@@ -39,6 +39,7 @@ from framework.journal import (
     Entry,
     JournalDamaged,
     JournalUnavailable,
+    Recorded,
     Status,
 )
 from framework.journal.batch import Batcher
@@ -122,6 +123,13 @@ DISK_RESERVE_BYTES = 4 * 1024 * 1024
 new delivery, and claims none it could not record the outcome of."""
 CLAIM_RESERVE_BYTES = DISK_RESERVE_BYTES // 2
 
+OUTCOME_DELAY = 0.002
+"""How long a transaction holding only outcomes (a delivery done, failed or to retry; a handler
+done) waits for more operations before it commits. Under a burst, outcomes then share their
+commit (its sync, and its write of each page touched) with each other and with the deliveries
+being recorded, instead of one commit each. Only the outcome's record waits, never a
+delivery's acknowledgement; a process killed in that window runs those deliveries again, as
+one killed just before them."""
 DAMAGE_CHECK_SECONDS = 0.5
 """How often a running journal looks whether another process of the bot found it damaged."""
 _DUE = (
@@ -137,11 +145,13 @@ stops at the limit; only the retries that came due are sorted. Asked in one piec
 (``not_before <= now ORDER BY received_at``), SQLite sorted every pending delivery at each
 claim: a backlog of n deliveries cost O(n) per claim of 32, 38 to 62 µs per delivery claimed
 from 4,000 to 20,000 pending."""
-_ROWS_PER_STATEMENT = 90  # 10 values a row: within SQLite's oldest limit of 999 variables
+_ROWS_PER_STATEMENT = 70  # 14 values a row: within SQLite's oldest limit of 999 variables
 _FULL_TEXT = "database or disk is full"
 
 Sync = Literal["full", "normal"]
 _Work = Callable[[sqlite3.Connection], Any]
+_Record = tuple[Delivery, str | None, float]
+"""A delivery to store; with a consumer and its lease's end, stored as running for it."""
 
 
 @dataclass
@@ -149,6 +159,8 @@ class _Op:
     work: _Work
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    urgent: bool = True
+    """False for an outcome (:data:`OUTCOME_DELAY`): its transaction may wait for company."""
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -235,8 +247,10 @@ class SQLiteJournal(ClaimFinisher):
         busy_timeout: float = 5.0,
         max_bytes: int | None = None,
         clock: Callable[[], float] = time.time,
+        outcome_delay: float = OUTCOME_DELAY,
     ) -> None:
         self.path = Path(path)
+        self.outcome_delay = outcome_delay
         self.sync = sync
         self.busy_timeout = busy_timeout
         self.max_bytes = max_bytes
@@ -249,7 +263,7 @@ class SQLiteJournal(ClaimFinisher):
         self._disk_full_claims = 0
         self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._recorder: Batcher[Delivery, bool] = Batcher(self._record_batch, size=512)
+        self._recorder: Batcher[_Record, Recorded] = Batcher(self._record_batch, size=512)
         self.transactions = 0
         self._damage_checked = -DAMAGE_CHECK_SECONDS
         """How many write transactions were committed (group commit makes it < records)."""
@@ -335,15 +349,27 @@ class SQLiteJournal(ClaimFinisher):
         while (op := self._ops.get()) is not None:
             batch = [op]
             stop = False
-            # Everything already waiting goes into the same transaction (group commit).
+            # Everything already waiting goes into the same transaction (group commit); a
+            # transaction of outcomes alone waits up to OUTCOME_DELAY for more.
+            wait_until = None if op.urgent else time.monotonic() + self.outcome_delay
             while len(batch) < 512:
                 try:
                     nxt = self._ops.get_nowait()
                 except queue.Empty:
-                    break
+                    if wait_until is None:
+                        break
+                    remaining = wait_until - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        nxt = self._ops.get(timeout=remaining)
+                    except queue.Empty:
+                        break
                 if nxt is None:
                     stop = True
                     break
+                if nxt.urgent:
+                    wait_until = None
                 batch.append(nxt)
             try:
                 if conn is None:
@@ -431,12 +457,12 @@ class SQLiteJournal(ClaimFinisher):
         self.transactions += 1
         return results
 
-    async def _call(self, work: _Work) -> Any:
+    async def _call(self, work: _Work, *, urgent: bool = True) -> Any:
         if self._thread is None or not self._thread.is_alive():
             raise JournalUnavailable(f"the delivery journal {self.path} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._ops.put(_Op(work, future, loop))
+        self._ops.put(_Op(work, future, loop, urgent))
         return await future
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
@@ -463,24 +489,30 @@ class SQLiteJournal(ClaimFinisher):
         Deliveries recorded while a batch is in the journal's thread go together in the next
         one: one hand-over to the thread and a few statements for a burst, not one each.
         """
-        return await self._recorder.submit(delivery)
+        return await self._recorder.submit((delivery, None, 0.0)) != "duplicate"
 
-    async def _record_batch(self, batch: list[Delivery]) -> list[bool | Exception]:
+    async def record_running(self, delivery: Delivery, consumer: str, lease: float) -> Recorded:
+        """Store a delivery; a new one as running for ``consumer`` (its first attempt begun),
+        so that the receiving process runs it without claiming it back from the file."""
+        return await self._recorder.submit((delivery, consumer, self._clock() + lease))
+
+    async def _record_batch(self, batch: list[_Record]) -> list[Recorded | Exception]:
         damage = self.damaged()
         if damage is not None:  # stored in a damaged file, a delivery might never run
             raise JournalUnavailable(
                 refusal(self.path, [damage]), "the delivery journal is damaged"
             )
-        headers = [json.dumps(dict(delivery.headers)) for delivery in batch]
-        outcomes: list[bool | Exception] = await self._call(
-            lambda conn: self._insert(conn, batch, headers)
+        headers = [json.dumps(dict(delivery.headers)) for delivery, _, _ in batch]
+        now = self._clock()
+        outcomes: list[Recorded | Exception] = await self._call(
+            lambda conn: self._insert(conn, batch, headers, now)
         )
         return outcomes
 
     def _insert(
-        self, conn: sqlite3.Connection, batch: list[Delivery], headers: list[str]
-    ) -> list[bool | Exception]:
-        ids = list({delivery.id: None for delivery in batch})
+        self, conn: sqlite3.Connection, batch: list[_Record], headers: list[str], now: float
+    ) -> list[Recorded | Exception]:
+        ids = list({delivery.id: None for delivery, _, _ in batch})
         known: dict[str, str] = {}
         for start in range(0, len(ids), _ROWS_PER_STATEMENT):
             some = ids[start : start + _ROWS_PER_STATEMENT]
@@ -491,17 +523,19 @@ class SQLiteJournal(ClaimFinisher):
                 ).fetchall()
             )
         room = self._room(conn)
-        outcomes: list[bool | Exception] = []
+        outcomes: list[Recorded | Exception] = []
         rows: list[tuple[Any, ...]] = []
+        started: list[tuple[str, str, float]] = []
         seen: set[str] = set()
-        for delivery, headers_json in zip(batch, headers, strict=True):
+        for (delivery, consumer, lease_until), headers_json in zip(batch, headers, strict=True):
             if delivery.id in seen:  # twice in one batch (a proxy's retry): the first counts
-                outcomes.append(False)
+                outcomes.append("duplicate")
                 continue
             seen.add(delivery.id)
             status = known.get(delivery.id)
             if status is not None:  # the same id again: run it again only if it had failed
-                outcomes.append(status == "failed" and self._redelivered(conn, delivery.id))
+                again = status == "failed" and self._redelivered(conn, delivery.id)
+                outcomes.append("pending" if again else "duplicate")
                 continue
             installation_id = delivery.installation_id
             if installation_id is not None and installation_id not in STORABLE_IDS:
@@ -513,19 +547,30 @@ class SQLiteJournal(ClaimFinisher):
                 continue
             room -= len(body)
             body_file, offset = self.bodies.append(body)
+            running = consumer is not None
             rows.append(
                 (delivery.id, delivery.name, delivery.action, delivery.installation_id,
-                 headers_json, body_file, offset, len(body), delivery.received_at,
-                 body_checksum(body))
+                 headers_json, body_file, offset, len(body),
+                 "running" if running else "pending", delivery.received_at,
+                 body_checksum(body), consumer, lease_until if running else None, int(running))
             )  # fmt: skip
-            outcomes.append(True)
+            if consumer is not None:
+                started.append((delivery.id, consumer, now))
+            outcomes.append("running" if running else "pending")
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[start : start + _ROWS_PER_STATEMENT]
             conn.execute(
                 "INSERT INTO deliveries (id, name, action, installation_id, headers, body_file,"
-                " body_offset, body_length, status, received_at, body_crc) VALUES "
-                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"] * len(chunk)),
+                " body_offset, body_length, status, received_at, body_crc, consumer,"
+                " lease_until, attempts) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
                 [value for row in chunk for value in row],
+            )
+        if started:
+            conn.executemany(
+                "INSERT INTO attempts (delivery_id, number, consumer, started_at)"
+                " VALUES (?, 1, ?, ?)",
+                started,
             )
         return outcomes
 
@@ -628,7 +673,7 @@ class SQLiteJournal(ClaimFinisher):
                 (handler, now, delivery_id),
             )
 
-        await self._call(work)
+        await self._call(work, urgent=False)
 
     @staticmethod
     def _lost(
@@ -688,7 +733,7 @@ class SQLiteJournal(ClaimFinisher):
             )
             return True
 
-        return bool(await self._call(work))
+        return bool(await self._call(work, urgent=False))
 
     async def requeue_expired(self) -> list[str]:
         """Deliveries whose consumer stopped renewing its lease become pending again."""
