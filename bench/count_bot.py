@@ -1,7 +1,7 @@
 """The bench's counting bot: one handler for ``issues.opened`` that only counts.
 
 The acknowledgement target of issue 14 loads a bot whose handler does no API call, so what is
-measured is the framework's own path (verify, journal, claim, run, finish) against the floor
+measured is the framework's own path (verify, journal, run, finish) against the floor
 and Probot. ``python -m framework run bench/count_bot.py``.
 """
 

@@ -652,7 +652,7 @@ def render(summary: dict[str, Any]) -> str:
             f"               latency p50 {c['p50']:.2f}x  p99 {c['p99']:.2f}x  "
             f"CPU per acknowledgement {c['cpu_per_ack']:.2f}x",
             "               (counting: bench/count_bot.py, a handler that only counts: journal, "
-            "claim, run and finish, no API call)",
+            "run and finish, no API call)",
         ]
     if unhandled:
         u = unhandled["ratios"]
