@@ -124,9 +124,10 @@ class Settings(BaseSettings):
         default=32, gt=0, description="How many deliveries' handlers run at once."
     )
     handler_concurrency_under_load: int = Field(
-        default=2,
+        default=32,
         gt=0,
-        description="How many deliveries' handlers start while a burst is being received.",
+        description="How many deliveries' handlers run while a burst is being received; lower "
+        "it to let acknowledgements overtake handlers that burn CPU.",
     )
     handler_processes: int = Field(
         default_factory=lambda: default_handler_processes(usable_cpus()),

@@ -384,6 +384,32 @@ async def test_while_the_receiver_is_busy_only_a_few_handlers_start() -> None:
     await app.close()
 
 
+async def test_by_default_a_burst_holds_no_handler_back() -> None:
+    """Handlers mostly wait for GitHub: by default as many run during a burst as at any time,
+    so labels keep pace with it (bench/burst.py: the median label 0.25 s after its send,
+    against 0.7 s with 2 under load)."""
+    app = new_app(handler_concurrency=6)
+    started, release = held_handlers(app)
+    runner = app.runner
+    await runner.start(await app.open_journal())
+    runner.load.enter()  # a request is being received, and stays
+    try:
+        for n in range(8):
+            assert await app.accept(Delivery.from_payload(f"d{n}", "issues", issue_opened(n)))
+        for _ in range(100):
+            if len(started) == 6:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert started == [f"d{n}" for n in range(6)]  # HANDLER_CONCURRENCY, load or not
+    finally:
+        runner.load.leave()
+        release.set()
+        await app.wait_idle()
+        await app.drain()
+        await app.close()
+
+
 async def test_an_installation_deleted_event_drops_its_cached_tokens(
     fake: FakeGitHub, fake_url: str
 ) -> None:
