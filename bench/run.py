@@ -613,6 +613,19 @@ def progress_line(r: LoadResult) -> str:
     return line
 
 
+def ratio_rows(label: str, ratios: dict[str, Any], note: str | None = None) -> list[str]:
+    """The lines comparing one target with the floor: throughput, latency, CPU."""
+    per_round = ", ".join(f"{x:.2f}" for x in ratios["throughput_per_round"])
+    indent = " " * 15
+    return [
+        f"{label} throughput {ratios['throughput']:.2f}x  (per round {per_round}; "
+        f"median {ratios['throughput_paired']:.2f}x)",
+        f"{indent}latency p50 {ratios['p50']:.2f}x  p99 {ratios['p99']:.2f}x  "
+        f"CPU per acknowledgement {ratios['cpu_per_ack']:.2f}x",
+        *([f"{indent}{note}"] if note else []),
+    ]
+
+
 def render(summary: dict[str, Any]) -> str:
     """The table printed at the end of a run."""
     floor, labeler, ratios = summary["floor"], summary["labeler"], summary["ratios"]
@@ -634,37 +647,22 @@ def render(summary: dict[str, Any]) -> str:
             f"{s['p99_ms']:>9.2f}{s['cpu_us_per_delivery']:>12.0f}{s['non2xx']:>9}"
             f"{s['socket_errors']:>9}"
         )
-    paired = ", ".join(f"{x:.2f}" for x in ratios["throughput_per_round"])
     labels = summary["labels"]
-    rows += [
-        "",
-        f"labeler/floor  throughput {ratios['throughput']:.2f}x  "
-        f"(per round {paired}; median {ratios['throughput_paired']:.2f}x)",
-        f"               latency p50 {ratios['p50']:.2f}x  p99 {ratios['p99']:.2f}x  "
-        f"CPU per acknowledgement {ratios['cpu_per_ack']:.2f}x",
-    ]
+    rows += ["", *ratio_rows("labeler/floor ", ratios)]
     if counting:
-        c = counting["ratios"]
-        per_round = ", ".join(f"{x:.2f}" for x in c["throughput_per_round"])
-        rows += [
-            f"counting/floor throughput {c['throughput']:.2f}x  (per round {per_round}; "
-            f"median {c['throughput_paired']:.2f}x)",
-            f"               latency p50 {c['p50']:.2f}x  p99 {c['p99']:.2f}x  "
-            f"CPU per acknowledgement {c['cpu_per_ack']:.2f}x",
-            "               (counting: bench/count_bot.py, a handler that only counts: journal, "
-            "run and finish, no API call)",
-        ]
+        rows += ratio_rows(
+            "counting/floor",
+            counting["ratios"],
+            "(counting: bench/count_bot.py, a handler that only counts: journal, run and "
+            "finish, no API call)",
+        )
     if unhandled:
-        u = unhandled["ratios"]
-        per_round = ", ".join(f"{x:.2f}" for x in u["throughput_per_round"])
-        rows += [
-            f"unhandled/floor throughput {u['throughput']:.2f}x  (per round {per_round}; "
-            f"median {u['throughput_paired']:.2f}x)",
-            f"               latency p50 {u['p50']:.2f}x  p99 {u['p99']:.2f}x  "
-            f"CPU per acknowledgement {u['cpu_per_ack']:.2f}x",
-            f"               (unhandled: the labeler receiving {UNHANDLED_EVENT} deliveries, "
-            "which no handler wants: the acknowledgement path alone)",
-        ]
+        rows += ratio_rows(
+            "unhandled/floor",
+            unhandled["ratios"],
+            f"(unhandled: the labeler receiving {UNHANDLED_EVENT} deliveries, which no handler "
+            "wants: the acknowledgement path alone)",
+        )
     probot = summary.get("probot")
     if probot:
         rows += [

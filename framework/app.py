@@ -395,12 +395,11 @@ class App(TypedOn):
         started = time.time_ns()
         if self._handler_processes is None:  # run here: handed to the runner as it is stored
             recorded = await self.runner.submit(journal, delivery)
-            hooks.journal_written(started)
         else:
             recorded = await journal.record(delivery)
-            hooks.journal_written(started)
             if recorded:
                 self._handler_processes.wake()
+        hooks.journal_written(started)
         return "accepted" if recorded else "duplicate"
 
     async def forget_installation(self, installation_id: int) -> None:

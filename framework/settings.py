@@ -54,8 +54,8 @@ def default_handler_processes(cpus: int) -> int:
     A separate process, at a lower CPU priority, keeps acknowledgements fast while handlers
     burn CPU, best with a core of its own. It costs a second copy of the bot in memory (~60 MiB
     idle, bench/footprint.py) and a hand-over per delivery; on one or two cores, where memory
-    is usually what is short, the event loop's own scheduling (``HANDLER_CONCURRENCY_UNDER_LOAD``
-    during a burst) has to do.
+    is usually what is short, handlers share the receiver's event loop (and a lower
+    ``HANDLER_CONCURRENCY_UNDER_LOAD`` holds CPU-heavy ones back during a burst).
 
     >>> [default_handler_processes(cpus) for cpus in (1, 2, 4)]
     [0, 0, 1]

@@ -265,8 +265,8 @@ class SQLiteJournal(ClaimFinisher):
         self._thread: threading.Thread | None = None
         self._recorder: Batcher[_Record, Recorded] = Batcher(self._record_batch, size=512)
         self.transactions = 0
-        self._damage_checked = -DAMAGE_CHECK_SECONDS
         """How many write transactions were committed (group commit makes it < records)."""
+        self._damage_checked = -DAMAGE_CHECK_SECONDS
 
     @classmethod
     async def open(cls, path: Path | str, **options: Any) -> SQLiteJournal:
@@ -353,18 +353,15 @@ class SQLiteJournal(ClaimFinisher):
             # transaction of outcomes alone waits up to OUTCOME_DELAY for more.
             wait_until = None if op.urgent else time.monotonic() + self.outcome_delay
             while len(batch) < 512:
+                remaining = 0.0 if wait_until is None else wait_until - time.monotonic()
                 try:
-                    nxt = self._ops.get_nowait()
+                    nxt = (
+                        self._ops.get(timeout=remaining)
+                        if remaining > 0
+                        else self._ops.get_nowait()
+                    )
                 except queue.Empty:
-                    if wait_until is None:
-                        break
-                    remaining = wait_until - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        nxt = self._ops.get(timeout=remaining)
-                    except queue.Empty:
-                        break
+                    break
                 if nxt is None:
                     stop = True
                     break
