@@ -26,6 +26,7 @@ from framework.cli import tunnel as tunnel_cli
 from framework.cli import users as users_cli
 from framework.cli.help_text import plain
 from framework.cli.loader import load_app
+from framework.common.collector import tune_for_serving
 from framework.dispatch.routing import check_event_key
 from framework.errors import ConfigurationError, FrameworkError
 from framework.journal.sqlite import unwritable
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.handler_processes and not setup:
         app.run_handlers_in_processes(args.bot, settings.handler_processes)
     config = uvicorn_config(app, settings)
+    tune_for_serving()
     DrainingServer(config, app.drain).run()
     return 0
 
@@ -159,6 +161,7 @@ def handle(args: argparse.Namespace) -> int:
         finally:
             await app.close()
 
+    tune_for_serving()
     run_event_loop(serve())
     return 0
 
