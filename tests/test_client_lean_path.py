@@ -108,6 +108,8 @@ async def test_the_lean_path_sends_what_httpx_sends(
     assert isinstance(plain, httpx.Response)
     assert (lean.status_code, lean.content) == (plain.status_code, plain.content)
     assert (lean.reason_phrase, lean.http_version) == (plain.reason_phrase, plain.http_version)
+    read = ("num_bytes_downloaded", "is_closed", "is_stream_consumed", "text")
+    assert [getattr(lean, name) for name in read] == [getattr(plain, name) for name in read]
     lean_headers, plain_headers = lean.headers.multi_items(), plain.headers.multi_items()
     assert [name for name, _ in lean_headers] == [name for name, _ in plain_headers]
     varies = ("date", "x-github-request-id", "x-ratelimit-")  # a second later, 1 more used
@@ -140,6 +142,7 @@ async def test_a_gzip_answer_is_decoded(fake: FakeGitHub, app: App) -> None:
     response = await app.installation_client(INSTALLATION).get(f"/repos/{REPO}/zipped")
     assert isinstance(response, LeanResponse)
     assert response.json() == {"full_name": REPO}
+    assert response.num_bytes_downloaded == len(gzip.compress(body)) != len(response.content)
 
 
 async def test_a_gets_query_is_part_of_its_etag_key(fake: FakeGitHub, app: App) -> None:

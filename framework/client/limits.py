@@ -118,23 +118,29 @@ class RateState:
         """Note the budget a response reports; a success ends a run of secondary limits."""
         if response.status_code < 400:
             self.secondary_strikes = 0
-        headers = response.headers
-        remaining = headers.get("x-ratelimit-remaining")
+        # One pass over the raw headers: each httpx lookup by name walks all of them.
+        found = {
+            name.lower(): value
+            for name, value in response.headers.raw
+            if name[:12].lower() == b"x-ratelimit-"
+        }
+        remaining = found.get(b"x-ratelimit-remaining")
         if remaining is None or not remaining.isdigit():
             return
+        resource = found.get(b"x-ratelimit-resource")
         self.rate_limit = RateLimit(
-            limit=_int(headers.get("x-ratelimit-limit")),
+            limit=_int(found.get(b"x-ratelimit-limit")),
             remaining=int(remaining),
-            used=_int(headers.get("x-ratelimit-used")),
-            reset_at=float(_int(headers.get("x-ratelimit-reset"))),
-            resource=headers.get("x-ratelimit-resource", "core"),
+            used=_int(found.get(b"x-ratelimit-used")),
+            reset_at=float(_int(found.get(b"x-ratelimit-reset"))),
+            resource="core" if resource is None else resource.decode("latin-1"),
         )
         if self.rate_limit.remaining == 0 and self.rate_limit.resource == "core":
             # The budget is spent: the next request would be refused; wait for the reset.
             self.block(self.rate_limit.reset_at - self._clock())
 
 
-def _int(value: str | None) -> int:
+def _int(value: bytes | None) -> int:
     return int(value) if value is not None and value.isdigit() else 0
 
 
