@@ -30,12 +30,10 @@ def serving_threshold(current: tuple[int, int, int]) -> tuple[int, int, int]:
     """The collector's thresholds for serving: the youngest raised to
     :data:`YOUNG_THRESHOLD`, never lowered; the older generations' as they are. A young
     threshold of 0 (collection turned off with ``gc.set_threshold(0)``) stays 0."""
-    young, *older = current
-    raised = young if young == 0 else max(young, YOUNG_THRESHOLD)
-    return (raised, older[0], older[1])
+    young, middle, old = current
+    return (young if young == 0 else max(young, YOUNG_THRESHOLD), middle, old)
 
 
 def tune_for_serving() -> None:
     """Apply :func:`serving_threshold` to this process (the receiver, a handler process)."""
-    young, middle, old = serving_threshold(gc.get_threshold())
-    gc.set_threshold(young, middle, old)
+    gc.set_threshold(*serving_threshold(gc.get_threshold()))
