@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -133,6 +134,8 @@ class Deliveries:
         self.secret = secret
         self.payload: dict[str, Any] = json.loads(build_payload(INSTALLATION_ID, payload_bytes))
         self.next_number = 1000
+        self.node = secrets.randbits(48)
+        """The node field of the delivery ids: GitHub's are version-1 UUIDs, a clock first."""
 
     def make(self, count: int) -> list[tuple[int, bytes, dict[str, str]]]:
         out = []
@@ -144,7 +147,7 @@ class Deliveries:
             headers = {
                 "Content-Type": "application/json",
                 "X-GitHub-Event": "issues",
-                "X-GitHub-Delivery": f"{secrets.token_hex(4)}-0000-4000-8000-{number:012d}",
+                "X-GitHub-Delivery": str(uuid.uuid1(self.node)),
                 "X-GitHub-Hook-ID": "1",
                 "X-Hub-Signature-256": sign(body, self.secret),
                 "User-Agent": "GitHub-Hookshot/bench",
