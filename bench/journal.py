@@ -155,7 +155,7 @@ def summarize(figures: list[Figure]) -> list[dict[str, Any]]:
     configs = sorted({(f.sync, f.ids) for f in figures})
     summary = []
     for sync, ids in configs:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for batch in sorted({f.batch for f in figures if (f.sync, f.ids) == (sync, ids)}):
             some = [f for f in figures if (f.sync, f.ids, f.batch) == (sync, ids, batch)]
             rows.append(
