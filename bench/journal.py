@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import resource
 import shutil
@@ -204,14 +205,42 @@ def report(summary: list[dict[str, Any]], count: int) -> str:
     return "\n".join(lines)
 
 
+def _listed(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: comma-separated names, each one of ``allowed``."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in allowed]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(allowed)}")
+        return names
+
+    return parse
+
+
+def _sizes(text: str) -> list[int]:
+    """An argparse type: comma-separated batch sizes, each at least 1."""
+    try:
+        sizes = [int(size) for size in text.split(",") if size.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: whole numbers of 1 or more, e.g. 4,16,64")
+    return sizes
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", default="4,8,16,32,64", help="deliveries per step")
+    parser.add_argument("--batches", type=_sizes, default="4,8,16,32,64", help="per step")
     parser.add_argument("--deliveries", type=int, default=6000, help="per measurement (6000)")
     parser.add_argument("--warm", type=int, default=3000, help="stored before measuring (3000)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
-    parser.add_argument("--sync", default="full,normal", help="JOURNAL_SYNC values")
-    parser.add_argument("--ids", default="github,random", help="id orders: github, random")
+    parser.add_argument(
+        "--sync", type=_listed(("full", "normal")), default="full,normal", help="JOURNAL_SYNC"
+    )
+    parser.add_argument(
+        "--ids", type=_listed(tuple(ID_ORDERS)), default="github,random", help="id orders"
+    )
     parser.add_argument("--payload-bytes", type=int, default=18432, help="body size (18432)")
     parser.add_argument("--output", type=Path, default=RESULTS / "journal.json")
     return parser.parse_args(argv)
@@ -219,23 +248,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    syncs: list[Sync] = [s for s in ("full", "normal") if s in args.sync.split(",")]
-    orders = [i.strip() for i in args.ids.split(",") if i.strip()]
-    wrong = [s for s in args.sync.split(",") if s not in ("full", "normal")] + [
-        i for i in orders if i not in ID_ORDERS
-    ]
-    if wrong or not batches or min(batches) < 1:
-        print(f"bench/journal.py: unknown or empty: {wrong or args.batches}", file=sys.stderr)
-        return 2
     body = build_payload(INSTALLATION_ID, args.payload_bytes)
     figures: list[Figure] = []
     for number in range(1, args.rounds + 1):
-        for sync in syncs:
-            for ids in orders:
-                for batch in batches:
-                    run = measure(sync, ids, batch, args.deliveries, args.warm, body, number)
-                    figures.append(asyncio.run(run))
+        for sync, ids, batch in itertools.product(args.sync, args.ids, args.batches):
+            run = measure(sync, ids, batch, args.deliveries, args.warm, body, number)
+            figures.append(asyncio.run(run))
         print(f"round {number}/{args.rounds} done", flush=True)
     summary = summarize(figures)
     print()

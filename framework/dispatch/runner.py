@@ -259,25 +259,23 @@ class Runner:
 
     async def _turn(self) -> None:
         """Wait until this delivery's handlers may start (oldest waiting first), and start."""
-        if self._starting >= self._limit():
-            loop = asyncio.get_running_loop()
-            first = True
-            while self._starting >= self._limit():
-                turn: asyncio.Future[None] = loop.create_future()
-                # Woken and overtaken (by the load, or a later waker): first in line again.
-                if first:
-                    self._turns.append(turn)
-                else:
-                    self._turns.appendleft(turn)
-                first = False
-                try:
-                    await turn
-                except asyncio.CancelledError:
-                    if turn in self._turns:
-                        self._turns.remove(turn)
-                    elif not turn.cancelled():
-                        self._let_start()  # woken and cancelled: the turn goes to the next
-                    raise
+        first = True
+        while self._starting >= self._limit():
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            # Woken and overtaken (by the load, or a later waker): first in line again.
+            if first:
+                self._turns.append(turn)
+            else:
+                self._turns.appendleft(turn)
+            first = False
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn in self._turns:
+                    self._turns.remove(turn)
+                elif not turn.cancelled():
+                    self._let_start()  # woken and cancelled: the turn goes to the next
+                raise
         self._starting += 1
 
     def _let_start(self) -> None:
