@@ -114,8 +114,9 @@ class RateState:
         self.secondary_strikes += 1
         return SECONDARY_MINIMUM * float(2 ** min(self.secondary_strikes - 1, 6))
 
-    def observe(self, response: httpx.Response) -> None:
-        """Note the budget a response reports; a success ends a run of secondary limits."""
+    def observe(self, response: httpx.Response) -> RateLimit | None:
+        """Note the budget a response reports, and return it (None: it reported none); a
+        success ends a run of secondary limits."""
         if response.status_code < 400:
             self.secondary_strikes = 0
         # One pass over the raw headers: each httpx lookup by name walks all of them.
@@ -126,7 +127,7 @@ class RateState:
         }
         remaining = found.get(b"x-ratelimit-remaining")
         if remaining is None or not remaining.isdigit():
-            return
+            return None
         resource = found.get(b"x-ratelimit-resource")
         self.rate_limit = RateLimit(
             limit=_int(found.get(b"x-ratelimit-limit")),
@@ -138,6 +139,7 @@ class RateState:
         if self.rate_limit.remaining == 0 and self.rate_limit.resource == "core":
             # The budget is spent: the next request would be refused; wait for the reset.
             self.block(self.rate_limit.reset_at - self._clock())
+        return self.rate_limit
 
 
 def _int(value: bytes | None) -> int:

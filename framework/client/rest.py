@@ -297,7 +297,7 @@ class GitHubClient:
                     started = time.time_ns()
                     response = await self._send(method, path, kwargs)
             except httpx.TransportError as exc:
-                hooks.api_called(method, path, None, started)
+                hooks.api_called(method, path, None, started, None)
                 failures += 1
                 cause = describe_network_error(exc)  # a failed DNS lookup says so
                 if failures > policy.max_retries or not (repeatable or isinstance(exc, _NOT_SENT)):
@@ -307,8 +307,9 @@ class GitHubClient:
                     ) from None
                 await self._back_off(method, path, failures, cause)
                 continue
-            state.observe(response)
-            hooks.api_called(method, path, response, started)
+            budget = state.observe(response)
+            remaining = None if budget is None else budget.remaining
+            hooks.api_called(method, path, response.status_code, started, remaining)
             if response.status_code == 304 and cache_key is not None:
                 return self.shared.etags.revalidated(cache_key, response)
             if response.status_code < 400:

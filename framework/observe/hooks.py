@@ -17,7 +17,6 @@ from framework.observe import metrics, tracing
 from framework.observe.log import SECRETS, bind
 
 if TYPE_CHECKING:
-    import httpx
     from pydantic import BaseModel
 
     from framework.webhooks.delivery import Delivery
@@ -160,12 +159,13 @@ def handling(delivery: Delivery) -> Handling:
     return Handling(delivery)
 
 
-def api_called(method: str, path: str, response: httpx.Response | None, started_ns: int) -> None:
-    """A REST request answered (``response``) or failed to (None)."""
-    status = None if response is None else response.status_code
+def api_called(
+    method: str, path: str, status: int | None, started_ns: int, remaining: int | None
+) -> None:
+    """A REST request answered with ``status`` (None: no answer came), reporting ``remaining``
+    of its rate limit (``x-ratelimit-remaining``; None: it did not say)."""
     seconds = (time.time_ns() - started_ns) / 1e9
-    headers: Any = {} if response is None else response.headers
-    _safely(metrics.api_request, method, path, status, seconds, headers)
+    _safely(metrics.api_request, method, path, status, seconds, remaining)
     if tracing.enabled():
         route = metrics.route_template(path)
         _safely(

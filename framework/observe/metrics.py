@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,10 +65,7 @@ _ROUTE_WORDS = frozenset(
     code-scanning alerts dependabot secret-scanning pages traffic views clones
     properties values rulesets rules""".split()
 )
-_SPECIAL = (
-    (re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$"), "{sha}"),
-    (re.compile(r"^\d+$"), "{number}"),
-)
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _NAMED_AFTER = {"repos": ("{owner}", "{repo}"), "orgs": ("{org}",), "users": ("{username}",)}
 _MAX_SEGMENTS = 8
 
@@ -85,13 +82,14 @@ def route_template(path: str) -> str:
     >>> route_template("/repos/o/r/labels/needs%20response")
     '/repos/{owner}/{repo}/labels/{name}'
     """
-    path = path.split("?", 1)[0].split("#", 1)[0]
+    path = path.partition("?")[0].partition("#")[0]
     if "://" in path:
-        path = "/" + path.split("://", 1)[1].partition("/")[2]
-    segments = [s for s in path.split("/") if s]
+        path = "/" + path.partition("://")[2].partition("/")[2]
     out: list[str] = []
     named: tuple[str, ...] = ()
-    for segment in segments:
+    for segment in path.split("/"):
+        if not segment:
+            continue
         if len(out) >= _MAX_SEGMENTS:
             out.append("...")
             break
@@ -106,7 +104,10 @@ def route_template(path: str) -> str:
             out.append(segment)
             named = _NAMED_AFTER.get(segment, ())
             continue
-        out.append(next((name for rx, name in _SPECIAL if rx.match(segment)), "{name}"))
+        if len(segment) in (40, 64) and _SHA.fullmatch(segment):
+            out.append("{sha}")
+        else:
+            out.append("{number}" if segment.isdecimal() else "{name}")
     return "/" + "/".join(out)
 
 
@@ -204,6 +205,8 @@ class Metrics:
         )
         # Labelled children, kept: .labels() takes a lock and hashes its arguments each time.
         self._children: dict[tuple[Any, ...], Any] = {}
+        self.api_children: dict[tuple[str, str, int | None], tuple[Any, Any]] = {}
+        """:func:`api_request`'s two children by (method, route, status): one lookup a request."""
 
     def child(self, metric: Counter | Histogram, *labels: str) -> Any:
         """``metric.labels(*labels)``, cached."""
@@ -254,17 +257,24 @@ def token_reused(cache: str) -> None:
 
 
 def api_request(
-    method: str, path: str, status: int | None, seconds: float, headers: Mapping[str, str]
+    method: str, path: str, status: int | None, seconds: float, remaining: int | None
 ) -> None:
-    """One REST request went out: ``status`` None when no answer came."""
+    """One REST request went out: ``status`` None when no answer came, ``remaining`` None
+    when it did not report its rate limit."""
     m = metrics()
     method = method if method in _METHODS else "OTHER"
-    route = route_template(path)
-    m.child(m.api_requests, method, route, "error" if status is None else str(status)).inc()
-    m.child(m.api_duration, method, route).observe(seconds)
-    remaining = headers.get("x-ratelimit-remaining")
-    if remaining is not None and remaining.isdigit():
-        m.rate_limit_remaining.observe(int(remaining))
+    key = (method, route_template(path), status)
+    children = m.api_children.get(key)
+    if children is None:  # the request counter and the latency histogram, labelled once
+        route, status_label = key[1], "error" if status is None else str(status)
+        children = m.api_children[key] = (
+            m.child(m.api_requests, method, route, status_label),
+            m.child(m.api_duration, method, route),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
+    if remaining is not None:
+        m.rate_limit_remaining.observe(remaining)
 
 
 # Exposition ---------------------------------------------------------------------------------
