@@ -214,9 +214,9 @@ class Context(Generic[E]):
         return sender is not None and sender.type == "Bot"
 
     def _owner_repo(self) -> tuple[str, str]:
-        # From the plain payload, not the typed event: a handler that only needs the
-        # repository does not pay for building the whole model.
-        repository = self.delivery.payload.get("repository")
+        # From the payload's summary, not the typed event: a handler that only needs the
+        # repository does not pay for building the whole model, nor for parsing the payload.
+        repository = self.delivery.summary.get("repository")
         owner = repository.get("owner") if isinstance(repository, dict) else None
         login = owner.get("login") if isinstance(owner, dict) else None
         name = repository.get("name") if isinstance(repository, dict) else None
@@ -225,7 +225,7 @@ class Context(Generic[E]):
         return login, name
 
     def _number(self, *fields: str) -> Any:
-        subject = self.delivery.payload
+        subject = self.delivery.summary
         for name in fields:
             holder = subject.get(name)
             number = holder.get("number") if isinstance(holder, dict) else None

@@ -17,11 +17,23 @@ reachable as ``event.raw``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
 
 import pydantic_core
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    create_model,
+    model_serializer,
+)
+
+from framework.errors import InvalidPayload
 
 
 def _timestamp(value: Any) -> Any:
@@ -91,6 +103,35 @@ class Organization(Model):
     node_id: str | None = None
 
 
+def does_not_fit(label: str, cls: type[BaseModel], exc: ValidationError) -> InvalidPayload:
+    """The error for a payload that does not fit model ``cls``: the event (``label``, as
+    ``issues.opened``) and the first few offending fields."""
+    if any(err["type"] == "json_invalid" for err in exc.errors()):
+        return InvalidPayload("payload is not valid JSON")
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(payload)'}: {err['msg']}"
+        for err in exc.errors(include_url=False, include_input=False)[:5]
+    )
+    return InvalidPayload(f"{label} payload does not fit {cls.__name__}: {problems}")
+
+
+# One small model per (event model, field): validating the payload against it builds that
+# field alone, ignoring the rest of the payload.
+_FIELD_MODELS: dict[tuple[type[BaseModel], str], type[BaseModel]] = {}
+
+
+def _field_model(cls: type[BaseModel], name: str) -> type[BaseModel]:
+    found = _FIELD_MODELS.get((cls, name))
+    if found is None:
+        field = cls.model_fields[name]
+        found = _FIELD_MODELS[(cls, name)] = create_model(
+            f"{cls.__name__}_{name}",
+            __config__=ConfigDict(extra="ignore", populate_by_name=True),
+            **{name: (field.annotation, field)},  # type: ignore[call-overload]
+        )
+    return found
+
+
 class Event(Model):
     """A webhook event: the payload plus what the delivery's headers said about it.
 
@@ -98,6 +139,13 @@ class Event(Model):
     ``action``.
     Every event has the accessors below whatever its shape, so generic code (logging,
     routing, ``Context``) never needs to know the model.
+
+    A delivery's event (``ctx.event``) is built by :meth:`lazy`: each field is validated
+    from the payload the first time it is read, so a handler that reads ``event.issue``
+    does not pay for building the repository, the sender and the rest. Anything that needs
+    the whole event (``model_dump``, ``==``, ``repr``, a copy, extras) validates the rest
+    then. A field that does not fit its model raises
+    :class:`~framework.errors.InvalidPayload` where it is read, naming it.
     """
 
     event_name: ClassVar[str] = ""
@@ -112,6 +160,156 @@ class Event(Model):
     _raw_json: bytes = PrivateAttr(default=b"{}")
     _delivery_id: str | None = PrivateAttr(default=None)
     _name: str = PrivateAttr(default="")
+    _pending: str | None = PrivateAttr(default=None)
+    """While fields wait to be validated, the event's label for errors (``issues.opened``)."""
+
+    @classmethod
+    def lazy(
+        cls,
+        payload: dict[str, Any] | bytes,
+        *,
+        name: str,
+        label: str,
+        delivery_id: str | None = None,
+    ) -> Self:
+        """The event of ``payload`` (a dict, or JSON bytes), no field validated yet.
+
+        >>> from framework.events import IssuesOpened
+        >>> body = b'{"issue": {"id": 1, "number": 7, "title": "Hi"}}'
+        >>> event = IssuesOpened.lazy(body, name="issues", label="issues.opened")
+        >>> event.issue.number, event.issue.title  # the rest of the payload is not read
+        (7, 'Hi')
+        >>> IssuesOpened.lazy(b'{"issue": {"id": 1}}', name="issues", label="issues.opened").issue
+        Traceback (most recent call last):
+        framework.errors.InvalidPayload: issues.opened payload does not fit IssuesOpened: \
+issue.number: Field required; issue.title: Field required
+        """
+        event = cls.__new__(cls)
+        object.__setattr__(event, "__dict__", {})
+        object.__setattr__(event, "__pydantic_fields_set__", set())
+        object.__setattr__(event, "__pydantic_extra__", {})
+        private = {k: v.get_default() for k, v in cls.__private_attributes__.items()}
+        if isinstance(payload, dict):
+            private["_raw"] = payload
+        else:
+            private["_raw_json"] = payload
+        private.update(_name=name, _delivery_id=delivery_id, _pending=label)
+        object.__setattr__(event, "__pydantic_private__", private)
+        return event
+
+    def _validated(self, model: type[BaseModel]) -> BaseModel:
+        """The payload validated against ``model``: the event's own, or one field's."""
+        private = self.__pydantic_private__ or {}
+        raw = private["_raw"]
+        try:
+            if raw is not None:
+                return model.model_validate(raw)
+            return model.model_validate_json(private["_raw_json"])
+        except ValidationError as exc:
+            raise does_not_fit(private["_pending"] or self.name, type(self), exc) from None
+
+    def _build_field(self, name: str) -> Any:
+        built = self._validated(_field_model(type(self), name))
+        value = self.__dict__[name] = built.__dict__[name]
+        if name in built.model_fields_set:
+            self.__pydantic_fields_set__.add(name)
+        return value
+
+    def _build(self) -> None:
+        """Validate the fields not read yet (and the extras); those read stay as they are."""
+        private = self.__pydantic_private__
+        if private is None or private["_pending"] is None:
+            return
+        whole = self._validated(type(self))
+        built = {key: self.__dict__.get(key, value) for key, value in whole.__dict__.items()}
+        self.__dict__.clear()
+        self.__dict__.update(built)  # in the model's order, as a validated event has them
+        self.__pydantic_fields_set__.update(whole.model_fields_set)
+        object.__setattr__(self, "__pydantic_extra__", whole.__pydantic_extra__)
+        private["_pending"] = None
+
+    if not TYPE_CHECKING:  # as pydantic's own: mypy must not read every name as an attribute
+
+        def __getattr__(self, name: str) -> Any:
+            if name[:1] != "_" and (self.__pydantic_private__ or {}).get("_pending"):
+                if name in type(self).model_fields:
+                    return self._build_field(name)
+                self._build()  # an extra, or no such field
+            return super().__getattr__(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name[:1] != "_" and name not in type(self).model_fields:
+            self._build()  # an extra: the others first, so that it is not lost among them
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._build()
+        super().__delattr__(name)
+
+    def __eq__(self, other: object) -> bool:
+        """The same model, fields, extras, name and delivery id: however each was parsed
+        (the payload kept as JSON or as a dict is a cache, not a difference)."""
+        if not isinstance(other, Event):
+            return NotImplemented
+        self._build()
+        other._build()
+        return (
+            type(self) is type(other)
+            and self.__dict__ == other.__dict__
+            and self.__pydantic_extra__ == other.__pydantic_extra__
+            and (self.name, self.delivery_id) == (other.name, other.delivery_id)
+        )
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:  # type: ignore[override]
+        self._build()
+        return super().__iter__()
+
+    def __repr_args__(self) -> Any:
+        self._build()
+        return super().__repr_args__()
+
+    def __copy__(self) -> Self:
+        self._build()
+        return super().__copy__()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        self._build()
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self._build()
+        return super().__getstate__()
+
+    @property
+    def model_extra(self) -> dict[str, Any] | None:
+        """Fields the model does not declare, as sent."""
+        self._build()
+        return super().model_extra
+
+    @property
+    def model_fields_set(self) -> set[str]:
+        """The fields the payload set (the others have their defaults)."""
+        self._build()
+        return super().model_fields_set
+
+    def model_dump(self, **options: Any) -> dict[str, Any]:
+        """The event as a dict (pydantic's options); a field that does not fit raises
+        :class:`~framework.errors.InvalidPayload`."""
+        self._build()
+        return super().model_dump(**options)
+
+    def model_dump_json(self, **options: Any) -> str:
+        """The event as JSON text (pydantic's options)."""
+        self._build()
+        return super().model_dump_json(**options)
+
+    # Every other serialization (this event inside another model, a TypeAdapter) passes
+    # here; pydantic wraps an error raised here in its own. No return annotation: pydantic
+    # would then describe the output as that type in a JSON schema, instead of as the model.
+    @model_serializer(mode="wrap")
+    def _serialize_built(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        self._build()
+        return handler(self)
 
     @property
     def name(self) -> str:

@@ -20,9 +20,9 @@ from framework.errors import InvalidPayload
 from framework.events import Event
 from framework.events.parse import (
     decode_payload,
-    decode_repository,
     decode_routing,
-    parse_event_json,
+    decode_summary,
+    lazy_event,
 )
 
 GITHUB = "github"
@@ -95,6 +95,7 @@ class Delivery:
     """Handlers (:attr:`~framework.dispatch.routing.Handler.key`) that finished in an earlier
     run: a retry, a recovery or a redelivery runs only the others."""
     _payload: dict[str, Any] | None = field(default=None, repr=False)
+    _summary: dict[str, Any] | None = field(default=None, repr=False)
     _event: Event | None = field(default=None, repr=False)
 
     @classmethod
@@ -132,26 +133,38 @@ class Delivery:
         return self._payload
 
     @property
-    def repository(self) -> str | None:
-        """``owner/name`` of the payload's repository, or None: from :attr:`payload` when it
-        is parsed already, else read off the JSON alone (the log line of every delivery
-        names it; a handler that never reads the payload should not pay for parsing it).
+    def summary(self) -> dict[str, Any]:
+        """The payload's repository names and issue, pull request or own ``number``, in its
+        shape (:func:`~framework.events.parse.decode_summary`): :attr:`payload` when it is
+        parsed already, else read off the JSON alone. The log line of every delivery names
+        its repository and ``ctx.repo_full_name`` reads it: a handler that never reads the
+        payload should not pay for parsing it.
         """
         if self._payload is not None:
-            repository = self._payload.get("repository")
-            name = repository.get("full_name") if isinstance(repository, dict) else None
-            return name if isinstance(name, str) else None
-        return decode_repository(self.body)
+            return self._payload
+        if self._summary is None:
+            self._summary = decode_summary(self.body)
+            if self._summary is None:  # an odd shape: the payload itself says what is there
+                return self.payload
+        return self._summary
+
+    @property
+    def repository(self) -> str | None:
+        """``owner/name`` of the payload's repository, or None."""
+        repository = self.summary.get("repository")
+        name = repository.get("full_name") if isinstance(repository, dict) else None
+        return name if isinstance(name, str) else None
 
     @property
     def event(self) -> Event:
-        """The typed event, built once on first access and shared by every handler.
-
-        Built from :attr:`payload` when something already parsed it (the log line of every
-        delivery names its repository, ``ctx.repo_full_name`` reads it): the JSON is parsed
-        once per delivery, never twice."""
+        """The typed event, made on first access and shared by every handler; each of its
+        fields is validated when first read, from :attr:`payload` when something parsed it
+        already, else from the JSON (:func:`~framework.events.parse.lazy_event`)."""
         if self._event is None:
-            self._event = parse_event_json(
-                self.name, self.action, self.body, self._payload, delivery_id=self.id
+            self._event = lazy_event(
+                self.name,
+                self.action,
+                self.body if self._payload is None else self._payload,
+                delivery_id=self.id,
             )
         return self._event
