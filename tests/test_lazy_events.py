@@ -106,6 +106,23 @@ def test_only_what_is_read_must_fit_the_model() -> None:
         event.model_dump()  # the whole event needs the repository
 
 
+def test_a_model_with_validators_of_its_own_is_validated_whole_on_first_read() -> None:
+    from pydantic import model_validator
+
+    seen: list[str] = []
+
+    class Checked(IssuesOpened):  # a bot's model: its validator must run, as parse_event runs it
+        @model_validator(mode="after")
+        def noted(self) -> Checked:
+            seen.append(self.issue.title)
+            return self
+
+    body = (PAYLOADS / "issues.opened.json").read_bytes()
+    event = Checked.lazy(body, name="issues", label="issues.opened")
+    assert event.issue.title == json.loads(body)["issue"]["title"]
+    assert seen == [event.issue.title]
+
+
 def test_a_body_that_is_not_json_fails_where_a_field_is_read() -> None:
     event = cast(IssuesOpened, lazy_event("issues", "opened", b'{"issue": '))
     with pytest.raises(InvalidPayload, match=r"^payload is not valid JSON$"):

@@ -120,6 +120,18 @@ def does_not_fit(label: str, cls: type[BaseModel], exc: ValidationError) -> Inva
 _FIELD_MODELS: dict[tuple[type[BaseModel], str], type[BaseModel]] = {}
 
 
+def _by_field(cls: type[BaseModel]) -> bool:
+    """Whether ``cls``'s fields can be validated one at a time: not when it has validators of
+    its own (a bot's model), which only a validation of the whole model runs."""
+    decorators = cls.__pydantic_decorators__
+    return not (
+        decorators.validators
+        or decorators.field_validators
+        or decorators.root_validators
+        or decorators.model_validators
+    )
+
+
 def _field_model(cls: type[BaseModel], name: str) -> type[BaseModel]:
     found = _FIELD_MODELS.get((cls, name))
     if found is None:
@@ -232,9 +244,11 @@ issue.number: Field required; issue.title: Field required
 
         def __getattr__(self, name: str) -> Any:
             if name[:1] != "_" and (self.__pydantic_private__ or {}).get("_pending"):
-                if name in type(self).model_fields:
+                if name in type(self).model_fields and _by_field(type(self)):
                     return self._build_field(name)
-                self._build()  # an extra, or no such field
+                self._build()  # an extra, no such field, or a model with validators
+                if name in self.__dict__:
+                    return self.__dict__[name]
             return super().__getattr__(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
