@@ -89,7 +89,7 @@ class Context(Generic[E]):
 
     @property
     def event(self) -> E:
-        """The typed event (parsed on first access)."""
+        """The typed event: each field is validated from the payload when first read."""
         return cast(E, self.delivery.event)
 
     @property
