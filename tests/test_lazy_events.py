@@ -11,11 +11,21 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import pytest
-from pydantic import BaseModel
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from framework.errors import InvalidPayload
 from framework.events import Event, IssuesOpened, parse_event
@@ -106,21 +116,109 @@ def test_only_what_is_read_must_fit_the_model() -> None:
         event.model_dump()  # the whole event needs the repository
 
 
-def test_a_model_with_validators_of_its_own_is_validated_whole_on_first_read() -> None:
-    from pydantic import model_validator
+# --- A bot's own models: what only a whole validation does is done ---------------------
 
-    seen: list[str] = []
 
-    class Checked(IssuesOpened):  # a bot's model: its validator must run, as parse_event runs it
-        @model_validator(mode="after")
-        def noted(self) -> Checked:
-            seen.append(self.issue.title)
-            return self
+class Noted(IssuesOpened):
+    """A bot's model whose validator keeps what it saw, in a field and a private attribute."""
 
+    seen: str = ""
+    _seen: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def noted(self) -> Noted:
+        self.seen = self._seen = self.issue.title.upper()
+        return self
+
+
+class AfterInit(IssuesOpened):
+    _title: str = PrivateAttr(default="")
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._title = self.issue.title.upper()
+
+
+class Stripped(IssuesOpened):
+    model_config = ConfigDict(str_strip_whitespace=True)
+    note: str = ""
+
+
+class Frozen(IssuesOpened):
+    model_config = ConfigDict(frozen=True)
+
+
+class OwnSerializer(IssuesOpened):
+    @model_serializer(mode="wrap")
+    def counted(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        return {**dumped, "fields": len(dumped)}
+
+
+class DefinedLater(IssuesOpened):
+    thing: Thing | None = None  # a class defined below this one, as a bot may write it
+
+
+class Thing(BaseModel):
+    x: int
+
+
+def body_with(**extra: Any) -> bytes:
+    payload = json.loads((PAYLOADS / "issues.opened.json").read_bytes())
+    return json.dumps({**payload, **extra}).encode()
+
+
+@pytest.mark.parametrize(
+    "model", [Noted, AfterInit, Stripped, Frozen, OwnSerializer, DefinedLater], ids=repr
+)
+def test_a_bots_own_model_reads_as_the_parsed_one(model: type[Event]) -> None:
+    body = body_with(note="  padded  ", thing={"x": 1})
+    eager = model.parsed(body, name="issues", label="issues.opened")
+    lazy = model.lazy(body, name="issues", label="issues.opened")
+    if model is Frozen:  # a frozen model's hash reads every field: it is built whole at once
+        assert set(vars(lazy)) == set(model.model_fields)
+
+    for field in model.model_fields:
+        assert getattr(lazy, field) == getattr(eager, field), field
+    assert lazy.model_dump() == eager.model_dump()
+    assert lazy.__pydantic_private__ == eager.__pydantic_private__  # what validators set
+    if model is Stripped:
+        assert lazy.note == "padded"  # type: ignore[attr-defined]
+    if model is DefinedLater:
+        assert lazy.thing == Thing(x=1)  # type: ignore[attr-defined]
+
+
+def test_threads_reading_a_field_at_once_get_one_and_the_same_object() -> None:
+    # Plain handlers run in threads and share the delivery's event: a field read by two of
+    # them at once must be one object, or one handler's change to it is lost.
     body = (PAYLOADS / "issues.opened.json").read_bytes()
-    event = Checked.lazy(body, name="issues", label="issues.opened")
-    assert event.issue.title == json.loads(body)["issue"]["title"]
-    assert seen == [event.issue.title]
+    for _ in range(100):  # the race is a few microseconds wide: give it many chances
+        event = cast(IssuesOpened, lazy_event("issues", "opened", body))
+        start = threading.Barrier(4)
+
+        def read(event: IssuesOpened = event, start: threading.Barrier = start) -> object:
+            start.wait(timeout=10)
+            return event.issue if random.random() < 0.75 else event.model_dump()["issue"]
+
+        with ThreadPoolExecutor(4) as pool:
+            seen = list(pool.map(lambda _: read(), range(4)))
+        issues = [item for item in seen if not isinstance(item, dict)]
+        assert all(item is event.issue for item in issues)
+
+
+def test_a_change_to_the_payload_dict_does_not_change_the_event() -> None:
+    payload = json.loads((PAYLOADS / "issues.opened.json").read_bytes())
+    title = payload["issue"]["title"]
+    delivery = Delivery.from_payload("d-1", "issues", payload)
+    event = cast(IssuesOpened, delivery.event)
+
+    delivery.payload["issue"]["title"] = "changed by a handler"
+
+    assert event.issue.title == title
+
+
+def test_dir_names_the_fields_not_read_yet() -> None:
+    event = lazy_event("issues", "opened", (PAYLOADS / "issues.opened.json").read_bytes())
+    assert {"issue", "repository", "sender"} <= set(dir(event))
 
 
 def test_a_body_that_is_not_json_fails_where_a_field_is_read() -> None:

@@ -17,7 +17,8 @@ reachable as ``event.raw``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
 
@@ -27,6 +28,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     PrivateAttr,
+    PydanticUserError,
     SerializerFunctionWrapHandler,
     ValidationError,
     create_model,
@@ -116,32 +118,67 @@ def does_not_fit(label: str, cls: type[BaseModel], exc: ValidationError) -> Inva
 
 
 # One small model per (event model, field): validating the payload against it builds that
-# field alone, ignoring the rest of the payload.
-_FIELD_MODELS: dict[tuple[type[BaseModel], str], type[BaseModel]] = {}
+# field alone, ignoring the rest of the payload. None: the field is validated with the rest.
+_FIELD_MODELS: dict[tuple[type[BaseModel], str], type[BaseModel] | None] = {}
+# Fields read from more than one thread at once (plain handlers run in threads and share the
+# delivery's event) take their place in the event one at a time; validating them does not wait.
+_PLACING = threading.Lock()
+_OWN_SERIALIZER = "_serialize_built"
 
 
 def _by_field(cls: type[BaseModel]) -> bool:
-    """Whether ``cls``'s fields can be validated one at a time: not when it has validators of
-    its own (a bot's model), which only a validation of the whole model runs."""
-    decorators = cls.__pydantic_decorators__
-    return not (
-        decorators.validators
-        or decorators.field_validators
-        or decorators.root_validators
-        or decorators.model_validators
-    )
+    """Whether ``cls``'s fields can be validated one at a time. Not for a model (a bot's) with
+    validators, a ``model_post_init`` or a serializer of its own, which only a validation of
+    the whole model runs as written, nor for a frozen one, whose hash reads every field.
 
-
-def _field_model(cls: type[BaseModel], name: str) -> type[BaseModel]:
-    found = _FIELD_MODELS.get((cls, name))
+    >>> from framework.events import IssuesOpened
+    >>> _by_field(IssuesOpened)
+    True
+    """
+    found = cls.__dict__.get("__by_field__")
     if found is None:
-        field = cls.model_fields[name]
-        found = _FIELD_MODELS[(cls, name)] = create_model(
-            f"{cls.__name__}_{name}",
-            __config__=ConfigDict(extra="ignore", populate_by_name=True),
-            **{name: (field.annotation, field)},  # type: ignore[call-overload]
+        decorators = cls.__pydantic_decorators__
+        post_init = getattr(cls.model_post_init, "__name__", "")
+        found = not (
+            decorators.validators
+            or decorators.field_validators
+            or decorators.root_validators
+            or decorators.model_validators
+            or set(decorators.model_serializers) - {_OWN_SERIALIZER}
+            or (
+                cls.model_post_init is not BaseModel.model_post_init
+                and post_init != "init_private_attributes"
+            )
+            or cls.model_config.get("frozen")
         )
-    return found
+        type.__setattr__(cls, "__by_field__", found)
+    return bool(found)
+
+
+def _field_model(cls: type[BaseModel], name: str) -> type[BaseModel] | None:
+    """The model of field ``name`` alone, with ``cls``'s settings; None where it cannot be
+    made apart from ``cls`` (a name not yet defined when ``cls`` was)."""
+    if (cls, name) in _FIELD_MODELS:
+        return _FIELD_MODELS[(cls, name)]
+    try:
+        model: type[BaseModel] | None = _make_field_model(cls, name)
+    except PydanticUserError:
+        model = None
+    _FIELD_MODELS[(cls, name)] = model
+    return model
+
+
+def _make_field_model(cls: type[BaseModel], name: str) -> type[BaseModel]:
+    if not cls.__pydantic_complete__:
+        cls.model_rebuild()  # its annotations resolved where it was defined
+    field = cls.model_fields[name]
+    config = ConfigDict(**{**cls.model_config, "extra": "ignore", "defer_build": False})
+    return create_model(  # type: ignore[no-any-return, call-overload]
+        f"{cls.__name__}_{name}",
+        __config__=config,
+        __module__=cls.__module__,
+        **{name: (field.annotation, field)},
+    )
 
 
 class Event(Model):
@@ -169,11 +206,41 @@ class Event(Model):
     organization: Organization | None = None
 
     _raw: dict[str, Any] | None = PrivateAttr(default=None)
-    _raw_json: bytes = PrivateAttr(default=b"{}")
+    _raw_json: bytes | None = PrivateAttr(default=None)
     _delivery_id: str | None = PrivateAttr(default=None)
     _name: str = PrivateAttr(default="")
     _pending: str | None = PrivateAttr(default=None)
     """While fields wait to be validated, the event's label for errors (``issues.opened``)."""
+
+    @classmethod
+    def parsed(
+        cls,
+        payload: dict[str, Any] | bytes,
+        *,
+        name: str,
+        label: str,
+        delivery_id: str | None = None,
+    ) -> Self:
+        """The event of ``payload`` (a dict, or JSON bytes), validated whole now; raises
+        :class:`~framework.errors.InvalidPayload` naming what does not fit.
+
+        >>> from framework.events import PingEvent
+        >>> PingEvent.parsed(b'{"zen": "Speak like a human.", "hook_id": 1}', name="ping",
+        ...                  label="ping").hook_id
+        1
+        """
+        try:
+            if isinstance(payload, dict):
+                event = cls.model_validate(payload)
+            else:
+                event = cls.model_validate_json(payload)
+        except ValidationError as exc:
+            raise does_not_fit(label, cls, exc) from None
+        private = event.__pydantic_private__
+        assert private is not None  # an event always has its private attributes
+        private.update(_name=name, _delivery_id=delivery_id)
+        private["_raw" if isinstance(payload, dict) else "_raw_json"] = payload
+        return event
 
     @classmethod
     def lazy(
@@ -184,7 +251,9 @@ class Event(Model):
         label: str,
         delivery_id: str | None = None,
     ) -> Self:
-        """The event of ``payload`` (a dict, or JSON bytes), no field validated yet.
+        """The event of ``payload`` (a dict, or JSON bytes), no field validated yet; a model
+        whose fields cannot be validated one at a time (:func:`_by_field`) is
+        :meth:`parsed` at once instead.
 
         >>> from framework.events import IssuesOpened
         >>> body = b'{"issue": {"id": 1, "number": 7, "title": "Hi"}}'
@@ -196,15 +265,14 @@ class Event(Model):
         framework.errors.InvalidPayload: issues.opened payload does not fit IssuesOpened: \
 issue.number: Field required; issue.title: Field required
         """
+        if not _by_field(cls):
+            return cls.parsed(payload, name=name, label=label, delivery_id=delivery_id)
         event = cls.__new__(cls)
         object.__setattr__(event, "__dict__", {})
         object.__setattr__(event, "__pydantic_fields_set__", set())
         object.__setattr__(event, "__pydantic_extra__", {})
         private = {k: v.get_default() for k, v in cls.__private_attributes__.items()}
-        if isinstance(payload, dict):
-            private["_raw"] = payload
-        else:
-            private["_raw_json"] = payload
+        private["_raw" if isinstance(payload, dict) else "_raw_json"] = payload
         private.update(_name=name, _delivery_id=delivery_id, _pending=label)
         object.__setattr__(event, "__pydantic_private__", private)
         return event
@@ -212,19 +280,23 @@ issue.number: Field required; issue.title: Field required
     def _validated(self, model: type[BaseModel]) -> BaseModel:
         """The payload validated against ``model``: the event's own, or one field's."""
         private = self.__pydantic_private__ or {}
-        raw = private["_raw"]
         try:
-            if raw is not None:
-                return model.model_validate(raw)
-            return model.model_validate_json(private["_raw_json"])
+            if private["_raw_json"] is not None:
+                return model.model_validate_json(private["_raw_json"])
+            return model.model_validate(private["_raw"])
         except ValidationError as exc:
             raise does_not_fit(private["_pending"] or self.name, type(self), exc) from None
 
     def _build_field(self, name: str) -> Any:
-        built = self._validated(_field_model(type(self), name))
-        value = self.__dict__[name] = built.__dict__[name]
-        if name in built.model_fields_set:
-            self.__pydantic_fields_set__.add(name)
+        model = _field_model(type(self), name)
+        if model is None:
+            self._build()
+            return self.__dict__[name]
+        built = self._validated(model)
+        with _PLACING:  # a read of the same field in another thread may have placed it first
+            value = self.__dict__.setdefault(name, built.__dict__[name])
+            if name in built.model_fields_set:
+                self.__pydantic_fields_set__.add(name)
         return value
 
     def _build(self) -> None:
@@ -233,23 +305,27 @@ issue.number: Field required; issue.title: Field required
         if private is None or private["_pending"] is None:
             return
         whole = self._validated(type(self))
-        built = {key: self.__dict__.get(key, value) for key, value in whole.__dict__.items()}
-        self.__dict__.clear()
-        self.__dict__.update(built)  # in the model's order, as a validated event has them
-        self.__pydantic_fields_set__.update(whole.model_fields_set)
-        object.__setattr__(self, "__pydantic_extra__", whole.__pydantic_extra__)
-        private["_pending"] = None
+        with _PLACING:
+            if private["_pending"] is None:  # another thread built it meanwhile
+                return
+            built = {key: self.__dict__.get(key, value) for key, value in whole.__dict__.items()}
+            self.__dict__.clear()
+            self.__dict__.update(built)  # in the model's order, as a validated event has them
+            self.__pydantic_fields_set__.update(whole.model_fields_set)
+            object.__setattr__(self, "__pydantic_extra__", whole.__pydantic_extra__)
+            private["_pending"] = None
 
     if not TYPE_CHECKING:  # as pydantic's own: mypy must not read every name as an attribute
 
         def __getattr__(self, name: str) -> Any:
             if name[:1] != "_" and (self.__pydantic_private__ or {}).get("_pending"):
-                if name in type(self).model_fields and _by_field(type(self)):
+                if name in type(self).model_fields:
                     return self._build_field(name)
-                self._build()  # an extra, no such field, or a model with validators
-                if name in self.__dict__:
-                    return self.__dict__[name]
+                self._build()  # an extra, or no such field
             return super().__getattr__(name)
+
+    def __dir__(self) -> Iterable[str]:
+        return sorted({*super().__dir__(), *type(self).model_fields})
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name[:1] != "_" and name not in type(self).model_fields:
@@ -335,7 +411,7 @@ issue.number: Field required; issue.title: Field required
         """The payload exactly as it arrived, for fields no model describes."""
         raw = self._raw
         if raw is None:
-            raw = self._raw = pydantic_core.from_json(self._raw_json)
+            raw = self._raw = pydantic_core.from_json(self._raw_json or b"{}")
         return raw
 
     @property

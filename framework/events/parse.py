@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import pydantic_core
-from pydantic import ValidationError
 from pydantic_core import SchemaValidator, core_schema
 
 from framework.errors import InvalidPayload
-from framework.events.base import Event, GenericEvent, does_not_fit
+from framework.events.base import Event, GenericEvent
 
 E = TypeVar("E", bound=type[Event])
 
@@ -167,15 +166,8 @@ def parse_event(
         payload = decode_payload(payload)
     action = payload.get("action")
     cls = model_for(name, action if isinstance(action, str) else None)
-    try:
-        event = cls.model_validate(payload)
-    except ValidationError as exc:
-        label = f"{name}.{action}" if isinstance(action, str) else name
-        raise does_not_fit(label, cls, exc) from None
-    event._raw = payload
-    event._name = name
-    event._delivery_id = delivery_id
-    return event
+    label = f"{name}.{action}" if isinstance(action, str) else name
+    return cls.parsed(payload, name=name, label=label, delivery_id=delivery_id)
 
 
 def lazy_event(

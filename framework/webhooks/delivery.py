@@ -158,13 +158,10 @@ class Delivery:
     @property
     def event(self) -> Event:
         """The typed event, made on first access and shared by every handler; each of its
-        fields is validated when first read, from :attr:`payload` when something parsed it
-        already, else from the JSON (:func:`~framework.events.parse.lazy_event`)."""
+        fields is validated from the JSON when first read
+        (:func:`~framework.events.parse.lazy_event`). From the bytes as received, not from
+        :attr:`payload`: a handler that changes the payload's dict does not change the event.
+        """
         if self._event is None:
-            self._event = lazy_event(
-                self.name,
-                self.action,
-                self.body if self._payload is None else self._payload,
-                delivery_id=self.id,
-            )
+            self._event = lazy_event(self.name, self.action, self.body, delivery_id=self.id)
         return self._event
