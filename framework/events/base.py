@@ -189,7 +189,7 @@ class Event(Model):
     Every event has the accessors below whatever its shape, so generic code (logging,
     routing, ``Context``) never needs to know the model.
 
-    A delivery's event (``ctx.event``) is built by :meth:`lazy`: each field is validated
+    A delivery's event (``ctx.event``) is built by :meth:`of`: each field is validated
     from the payload the first time it is read, so a handler that reads ``event.issue``
     does not pay for building the repository, the sender and the rest. Anything that needs
     the whole event (``model_dump``, ``==``, ``repr``, a copy, extras) validates the rest
@@ -213,67 +213,51 @@ class Event(Model):
     """While fields wait to be validated, the event's label for errors (``issues.opened``)."""
 
     @classmethod
-    def parsed(
+    def of(
         cls,
         payload: dict[str, Any] | bytes,
         *,
         name: str,
         label: str,
         delivery_id: str | None = None,
+        by_field: bool = True,
     ) -> Self:
-        """The event of ``payload`` (a dict, or JSON bytes), validated whole now; raises
-        :class:`~framework.errors.InvalidPayload` naming what does not fit.
-
-        >>> from framework.events import PingEvent
-        >>> PingEvent.parsed(b'{"zen": "Speak like a human.", "hook_id": 1}', name="ping",
-        ...                  label="ping").hook_id
-        1
-        """
-        try:
-            if isinstance(payload, dict):
-                event = cls.model_validate(payload)
-            else:
-                event = cls.model_validate_json(payload)
-        except ValidationError as exc:
-            raise does_not_fit(label, cls, exc) from None
-        private = event.__pydantic_private__
-        assert private is not None  # an event always has its private attributes
-        private.update(_name=name, _delivery_id=delivery_id)
-        private["_raw" if isinstance(payload, dict) else "_raw_json"] = payload
-        return event
-
-    @classmethod
-    def lazy(
-        cls,
-        payload: dict[str, Any] | bytes,
-        *,
-        name: str,
-        label: str,
-        delivery_id: str | None = None,
-    ) -> Self:
-        """The event of ``payload`` (a dict, or JSON bytes), no field validated yet; a model
-        whose fields cannot be validated one at a time (:func:`_by_field`) is
-        :meth:`parsed` at once instead.
+        """The event of ``payload`` (a dict, or JSON bytes) for event ``name`` (``label``, as
+        ``issues.opened``, names it in errors). ``by_field``: no field validated yet, each
+        when first read; otherwise, and for a model whose fields cannot be validated one at a
+        time (:func:`_by_field`), validated whole now. What does not fit raises
+        :class:`~framework.errors.InvalidPayload` naming it.
 
         >>> from framework.events import IssuesOpened
         >>> body = b'{"issue": {"id": 1, "number": 7, "title": "Hi"}}'
-        >>> event = IssuesOpened.lazy(body, name="issues", label="issues.opened")
+        >>> event = IssuesOpened.of(body, name="issues", label="issues.opened")
         >>> event.issue.number, event.issue.title  # the rest of the payload is not read
         (7, 'Hi')
-        >>> IssuesOpened.lazy(b'{"issue": {"id": 1}}', name="issues", label="issues.opened").issue
+        >>> IssuesOpened.of(b'{"issue": {"id": 1}}', name="issues", label="issues.opened").issue
         Traceback (most recent call last):
         framework.errors.InvalidPayload: issues.opened payload does not fit IssuesOpened: \
 issue.number: Field required; issue.title: Field required
         """
-        if not _by_field(cls):
-            return cls.parsed(payload, name=name, label=label, delivery_id=delivery_id)
+        source = "_raw" if isinstance(payload, dict) else "_raw_json"
+        if not (by_field and _by_field(cls)):
+            try:
+                if isinstance(payload, dict):
+                    whole = cls.model_validate(payload)
+                else:
+                    whole = cls.model_validate_json(payload)
+            except ValidationError as exc:
+                raise does_not_fit(label, cls, exc) from None
+            private = whole.__pydantic_private__
+            assert private is not None  # an event always has its private attributes
+            private.update({source: payload, "_name": name, "_delivery_id": delivery_id})
+            return whole
         event = cls.__new__(cls)
         object.__setattr__(event, "__dict__", {})
         object.__setattr__(event, "__pydantic_fields_set__", set())
         object.__setattr__(event, "__pydantic_extra__", {})
         private = {k: v.get_default() for k, v in cls.__private_attributes__.items()}
-        private["_raw" if isinstance(payload, dict) else "_raw_json"] = payload
-        private.update(_name=name, _delivery_id=delivery_id, _pending=label)
+        private.update({source: payload, "_name": name, "_delivery_id": delivery_id})
+        private["_pending"] = label
         object.__setattr__(event, "__pydantic_private__", private)
         return event
 

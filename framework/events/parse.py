@@ -167,7 +167,7 @@ def parse_event(
     action = payload.get("action")
     cls = model_for(name, action if isinstance(action, str) else None)
     label = f"{name}.{action}" if isinstance(action, str) else name
-    return cls.parsed(payload, name=name, label=label, delivery_id=delivery_id)
+    return cls.of(payload, name=name, label=label, delivery_id=delivery_id, by_field=False)
 
 
 def lazy_event(
@@ -178,9 +178,9 @@ def lazy_event(
     delivery_id: str | None = None,
 ) -> Event:
     """The typed event of a delivery whose ``action`` is known already, each field validated
-    when first read (:meth:`Event.lazy <framework.events.base.Event.lazy>`). ``payload`` is
-    the parsed dict when there is one, otherwise the JSON bytes: those are parsed again only
-    for what is read.
+    when first read (:meth:`Event.of <framework.events.base.Event.of>`): from ``payload``,
+    a dict or the JSON bytes (a delivery gives the bytes as received; each first read of a
+    field passes over them again, building only that field).
 
     >>> event = lazy_event("ping", None, b'{"zen": "Keep it logically awesome.", "hook_id": 1}')
     >>> type(event).__name__, event.hook_id
@@ -188,4 +188,4 @@ def lazy_event(
     """
     cls = model_for(name, action)
     label = f"{name}.{action}" if action else name
-    return cls.lazy(payload, name=name, label=label, delivery_id=delivery_id)
+    return cls.of(payload, name=name, label=label, delivery_id=delivery_id)
