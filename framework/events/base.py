@@ -162,7 +162,7 @@ def _field_model(cls: type[BaseModel], name: str) -> type[BaseModel] | None:
         return _FIELD_MODELS[(cls, name)]
     try:
         model: type[BaseModel] | None = _make_field_model(cls, name)
-    except PydanticUserError:
+    except (PydanticUserError, NameError):  # NameError: pydantic's undefined annotation
         model = None
     _FIELD_MODELS[(cls, name)] = model
     return model
