@@ -31,8 +31,8 @@ from framework.errors import InvalidPayload
 from framework.events import Event, IssuesOpened, parse_event
 from framework.events.parse import decode_summary, lazy_event
 from framework.webhooks.delivery import Delivery
+from tests.support import PAYLOADS
 
-PAYLOADS = Path(__file__).parent / "fixtures" / "payloads"
 FIXTURES = sorted(PAYLOADS.glob("*.json"))
 
 

@@ -73,18 +73,19 @@ def decode_payload(body: bytes | bytearray | memoryview | str) -> dict[str, Any]
     return payload
 
 
+def _fields(**fields: core_schema.CoreSchema) -> core_schema.TypedDictSchema:
+    """An object's ``fields`` where present, each as its schema; any other field skipped."""
+    return core_schema.typed_dict_schema(
+        {k: core_schema.typed_dict_field(v, required=False) for k, v in fields.items()},
+        extra_behavior="ignore",
+    )
+
+
+_ANY = core_schema.any_schema()
 # Only what routing needs. Validating JSON against it still checks every byte of the syntax,
 # but builds no Python object for the fields it ignores: ~11 µs for an 18 KB payload,
 # against ~35 µs to parse it whole (and ~60 µs with json.loads), on the bench machine.
-_ROUTING = SchemaValidator(
-    core_schema.typed_dict_schema(
-        {
-            "action": core_schema.typed_dict_field(core_schema.any_schema(), required=False),
-            "installation": core_schema.typed_dict_field(core_schema.any_schema(), required=False),
-        },
-        extra_behavior="ignore",
-    )
-)
+_ROUTING = SchemaValidator(_fields(action=_ANY, installation=_ANY))
 
 
 def decode_routing(body: bytes | bytearray | memoryview | str) -> dict[str, Any]:
@@ -106,15 +107,6 @@ def decode_routing(body: bytes | bytearray | memoryview | str) -> dict[str, Any]
     return fields
 
 
-def _fields(**fields: core_schema.CoreSchema) -> core_schema.TypedDictSchema:
-    """An object's ``fields`` where present, each as its schema; any other field skipped."""
-    return core_schema.typed_dict_schema(
-        {k: core_schema.typed_dict_field(v, required=False) for k, v in fields.items()},
-        extra_behavior="ignore",
-    )
-
-
-_ANY = core_schema.any_schema()
 _SUMMARY = SchemaValidator(
     _fields(
         repository=_fields(full_name=_ANY, name=_ANY, owner=_fields(login=_ANY)),
